@@ -1,0 +1,78 @@
+"""Checkpoints: saving with `tf.train.CheckpointManager`, restoring the newest good one.
+
+A damaged newest checkpoint (truncated data, missing index, garbage `checkpoint` state file)
+is skipped with a warning and the previous one is used; existing checkpoints are never
+deleted by a failed restore, and a run never silently restarts from step 0 over them.
+"""
+
+import glob
+import os
+import re
+
+import tensorflow as tf
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none can be used (damaged, or from another configuration)."""
+
+
+def make_manager(state, directory, max_to_keep):
+    """A CheckpointManager saving `state` as <directory>/ckpt-<step>."""
+    return tf.train.CheckpointManager(state, directory, max_to_keep=max_to_keep,
+                                      step_counter=state.step)
+
+
+def list_checkpoints(directory):
+    """Checkpoint prefixes in `directory`, newest (highest step) first, found from the files
+    themselves so a damaged `checkpoint` state file cannot hide them."""
+    prefixes = set()
+    for path in glob.glob(os.path.join(directory, "ckpt-*")):
+        match = re.match(r"(.*ckpt-(\d+))\.(index|data-\d+-of-\d+)$", path)
+        if match:
+            prefixes.add((int(match.group(2)), match.group(1)))
+    return [prefix for _, prefix in sorted(prefixes, reverse=True)]
+
+
+def read_architecture(prefix):
+    """The architecture JSON stored in a checkpoint, or None if it has none."""
+    reader = tf.train.load_checkpoint(prefix)
+    key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"
+    if not reader.has_tensor(key):
+        return None
+    return reader.get_tensor(key).decode()
+
+
+def restore_latest(state, manager, architecture, log=print):
+    """Restores the newest usable checkpoint into `state`; returns its step (0 if none).
+
+    Raises CheckpointError if checkpoints exist but were made with another architecture
+    (nothing is overwritten) or if every one of them is damaged.
+    """
+    candidates = list_checkpoints(manager.directory)
+    if not candidates:
+        return 0
+    skipped = []
+    for prefix in candidates:
+        try:
+            saved = read_architecture(prefix)
+        except (tf.errors.OpError, ValueError) as e:
+            skipped.append(f"{prefix} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            continue
+        if saved is not None and saved != architecture:
+            raise CheckpointError(
+                f"{prefix} was made with a different configuration:\n  saved:    {saved}\n"
+                f"  this run: {architecture}\nUse another --checkpoint_dir (and --image_dir) "
+                "for a new configuration; nothing was changed.")
+        try:
+            state.restore(prefix).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            skipped.append(f"{prefix} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            continue
+        for item in skipped:
+            log(f"WARNING: skipped damaged checkpoint {item}")
+        log(f"Restored {prefix} (step {int(state.step.numpy())}).")
+        return int(state.step.numpy())
+    raise CheckpointError(
+        f"Checkpoints exist in {manager.directory} but none could be restored:\n  "
+        + "\n  ".join(skipped)
+        + "\nRefusing to start again from step 0 over them; move them away to start afresh.")

@@ -1,0 +1,73 @@
+"""The training configuration: one plain object that library code takes instead of flags."""
+
+import dataclasses
+import json
+import os
+
+from gan import data
+
+MODELS = ("mlp",)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs to know. Defaults reproduce the original script."""
+
+    epochs: int = 10000  # iterations, one batch each (the original's meaning of "epoch")
+    batch_size: int = 32
+    noise_dim: int = 100
+    model: str = "mlp"
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    seed: int = 0
+    g_learning_rate: float = 1e-3
+    d_learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    image_dir: str = "gan_images"
+    save_every: int = 100
+    num_images: int = 10
+    checkpoint_dir: str = "checkpoints"
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    steps_per_call: int = 100
+    xla: bool = True
+    log_every_secs: float = 10.0
+
+    # Fields whose change makes an existing checkpoint unusable for this run.
+    ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset")
+
+    def validate(self):
+        """Raises ValueError naming the first bad field (by its flag name)."""
+        positive = ("epochs", "batch_size", "noise_dim", "save_every", "num_images",
+                    "checkpoint_every", "keep_checkpoints", "steps_per_call")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("g_learning_rate", "d_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("beta_1", "beta_2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
+        if self.dataset not in data.DATASETS:
+            raise ValueError(
+                f"--dataset must be one of {', '.join(data.DATASETS)}, got '{self.dataset}'")
+        for name in ("image_dir", "checkpoint_dir"):
+            check_writable_dir(getattr(self, name), name)
+
+    def architecture(self):
+        """JSON of the fields a checkpoint must agree with to be resumed."""
+        return json.dumps({k: getattr(self, k) for k in self.ARCHITECTURE_FIELDS}, sort_keys=True)
+
+
+def check_writable_dir(path, flag):
+    """Raises ValueError naming `flag` if `path` cannot be created or written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--{flag}={path} cannot be created: {e.strerror}") from None
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--{flag}={path} is not a writable folder")

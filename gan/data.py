@@ -1,0 +1,265 @@
+"""MNIST-like data: loading from TFDS, failing fast offline, a resumable batch stream, and
+`python -m gan.data --prepare_from=DIR` to build the TFDS dataset from the four IDX files.
+
+The training stream is a pure function of (seed, position): data epoch e is the stateless
+permutation `shuffle(range(N), seed=[seed, e])`, and the stream is those permutations one
+after another. Resuming at step s therefore needs only s (which the checkpoint holds), not a
+checkpointed `tf.data` iterator, whose shuffle buffer of images would make every checkpoint
+~190 MB.
+"""
+
+import functools
+import gzip
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+
+import numpy as np
+import tensorflow as tf
+
+DATASETS = ("mnist", "fashion_mnist")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SPLIT_SIZES = {"train": 60000, "test": 10000}
+DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not in the data folder and cannot be downloaded."""
+
+
+def resolve_data_dir(data_dir=None):
+    """The folder TFDS reads: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    if data_dir:
+        return os.path.abspath(os.path.expanduser(data_dir))
+    env = os.environ.get("TFDS_DATA_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+
+
+def network_reachable(address=DOWNLOAD_HOST, timeout=3.0):
+    """True if a TCP connection to `address` opens within `timeout` seconds (DNS included)."""
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def missing_data_message(name, data_dir):
+    return (
+        f"The '{name}' dataset is not prepared in {data_dir} and it cannot be downloaded "
+        "(no network).\nProvide it in one of two ways:\n"
+        f"  1. from the four IDX files (train-images-idx3-ubyte.gz, ...):\n"
+        f"       python -m gan.data --dataset={name} --prepare_from=DIR_WITH_IDX_FILES "
+        f"--data_dir={data_dir}\n"
+        f"  2. copy an already prepared TFDS folder '{name}/3.0.1/' into {data_dir}, or point "
+        "--data_dir / $TFDS_DATA_DIR at the folder that holds it."
+    )
+
+
+def _tfds():
+    import tensorflow_datasets as tfds  # heavy import, only where data is really loaded
+
+    return tfds
+
+
+def ensure_available(name, data_dir=None):
+    """Returns the data folder; raises DataUnavailableError fast when offline with no data."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    folder = resolve_data_dir(data_dir)
+    if not _tfds().builder(name, data_dir=folder).is_prepared() and not network_reachable():
+        raise DataUnavailableError(missing_data_message(name, folder))
+    return folder
+
+
+def load_split(name="mnist", split="train", data_dir=None):
+    """Loads a whole split into memory: (images uint8 [N, 28, 28], labels int32 [N]).
+
+    Goes through `tfds.load` (downloading if needed and possible); the 47 MB of MNIST
+    then stay in memory so the training stream never touches disk or Python per step.
+    Cached per process: the arrays returned are read-only and shared.
+    """
+    return _load_split_cached(name, split, resolve_data_dir(data_dir))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_split_cached(name, split, data_dir):
+    folder = ensure_available(name, data_dir)
+    ds = _tfds().load(name, split=split, data_dir=folder)
+    ds = ds.map(lambda ex: (ex["image"][..., 0], tf.cast(ex["label"], tf.int32)))
+    images, labels = ds.batch(1 << 20).get_single_element()
+    images, labels = images.numpy(), labels.numpy()
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def index_stream(num_examples, seed, start_position=0):
+    """Dataset of int32 example indices: per-epoch stateless shuffles, from `start_position`."""
+    start_epoch, offset = divmod(int(start_position), num_examples)
+    seed = tf.constant(seed, tf.int64)
+
+    def epoch_permutation(epoch):
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(num_examples, dtype=tf.int32), seed=tf.stack([seed, epoch])
+        )
+
+    ds = tf.data.Dataset.counter(start_epoch).map(epoch_permutation).unbatch()
+    return ds.skip(offset)
+
+
+def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_element=1):
+    """The training stream, resumable at any step.
+
+    Yields (images float32 [K, B, 28, 28] in [0, 1], labels int32 [K, B]) with
+    K = steps_per_element, B = batch_size; element i holds the batches of steps
+    start_step + i*K ... start_step + (i+1)*K - 1.
+    """
+    images = tf.constant(images)
+    labels = tf.constant(labels)
+
+    def gather(idx):
+        return tf.cast(tf.gather(images, idx), tf.float32) / 255.0, tf.gather(labels, idx)
+
+    ds = index_stream(len(labels), seed, start_step * batch_size)
+    ds = ds.batch(batch_size, drop_remainder=True).map(gather)
+    ds = ds.batch(steps_per_element, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --- preparing the TFDS dataset from IDX files, offline ---------------------------------
+
+
+def read_idx(path):
+    """Reads an IDX file (gzip'd or not) into a uint8 array; raises ValueError if malformed."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: header says {shape}, found {body.size} bytes")
+    return body.reshape(shape)
+
+
+def find_idx_file(folder, stem):
+    for candidate in (stem, stem + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{stem}[.gz] not found in {folder}")
+
+
+def read_idx_split(folder, split):
+    """(images [N, 28, 28], labels [N]) of one split from the IDX files in `folder`."""
+    image_stem, label_stem = IDX_FILES[split]
+    images = read_idx(find_idx_file(folder, image_stem))
+    labels = read_idx(find_idx_file(folder, label_stem))
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{image_stem}: expected N x 28 x 28 images, got {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"{split}: {images.shape[0]} images but labels of shape {labels.shape}")
+    if images.shape[0] != SPLIT_SIZES[split]:
+        raise ValueError(f"{split}: expected {SPLIT_SIZES[split]} images, got {images.shape[0]}")
+    return images, labels
+
+
+def prepare_from_idx(idx_dir, data_dir, name="mnist"):
+    """Writes the TFDS dataset `name` into `data_dir` from IDX files, with no network.
+
+    Uses TFDS's own MNIST builder (so `tfds.load(name, data_dir=data_dir)` reads the result
+    exactly like a downloaded copy), with its download step replaced by the local files.
+    Returns the prepared dataset's folder.
+    """
+    tfds = _tfds()
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    for split in IDX_FILES:  # validate everything before writing anything
+        read_idx_split(idx_dir, split)
+    base = {"mnist": tfds.image_classification.MNIST,
+            "fashion_mnist": tfds.image_classification.FashionMNIST}[name]
+    with tempfile.TemporaryDirectory() as raw:
+        paths = {}
+        for split, stems in IDX_FILES.items():
+            for kind, stem in zip(("data", "labels"), stems):
+                src = find_idx_file(idx_dir, stem)
+                dst = os.path.join(raw, stem)
+                with (gzip.open if src.endswith(".gz") else open)(src, "rb") as f, \
+                        open(dst, "wb") as out:
+                    shutil.copyfileobj(f, out)
+                paths[f"{split}_{kind}"] = dst
+
+        def split_generators(self, dl_manager):
+            del dl_manager
+            return [
+                tfds.core.SplitGenerator(
+                    name=split,
+                    gen_kwargs=dict(num_examples=SPLIT_SIZES[split],
+                                    data_path=paths[f"{split}_data"],
+                                    label_path=paths[f"{split}_labels"]),
+                )
+                for split in IDX_FILES
+            ]
+
+        with tfds.core.registered.skip_registration():
+            local = type("LocalIdx" + base.__name__, (base,),
+                         {"name": name, "_split_generators": split_generators})
+        builder = local(data_dir=resolve_data_dir(data_dir))
+        builder.download_and_prepare()
+    return builder.data_path
+
+
+# --- `python -m gan.data`: flags exist only when run as a command -----------------------
+
+
+def _main(argv):
+    from absl import flags
+
+    flags_ = flags.FLAGS
+    if len(argv) > 1:
+        raise SystemExit(f"error: unexpected arguments: {' '.join(argv[1:])}")
+    if not flags_.prepare_from:
+        raise SystemExit("error: --prepare_from=DIR is required (the folder of the IDX files)")
+    try:
+        path = prepare_from_idx(flags_.prepare_from, flags_.data_dir, flags_.dataset)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"Prepared {flags_.dataset} in {path}. Train with: "
+          f"python -m gan.train --data_dir={resolve_data_dir(flags_.data_dir)}")
+
+
+def run():
+    """Console entry point `gan-data`, the same as `python -m gan.data`."""
+    from absl import app, flags
+
+    flags.DEFINE_string("prepare_from", None,
+                        "Folder with the four IDX files (train-images-idx3-ubyte[.gz], "
+                        "train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "
+                        "t10k-labels-idx1-ubyte[.gz]).")
+    flags.DEFINE_string("data_dir", None,
+                        "TFDS data folder to write (default: $TFDS_DATA_DIR, else "
+                        "~/tensorflow_datasets); pass the same to gan.train.")
+    flags.DEFINE_enum("dataset", "mnist", list(DATASETS), "Which dataset the files hold.")
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,81 @@
+"""Train the GAN: `python -m gan.train --epochs=10000`.
+
+Only flags live here; the logic is in gan.train_lib. Rerunning the same command resumes from
+the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from gan import config as config_lib
+
+DEFAULTS = config_lib.TrainConfig()
+FLAGS = flags.FLAGS
+
+flags.DEFINE_integer(
+    "epochs", DEFAULTS.epochs,
+    "Training iterations, as in the original script: ONE 'epoch' is one iteration on one "
+    "batch (not a pass over the dataset). --epochs=10000 does what `python main.py` did.")
+flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Real (and fake) images per iteration.")
+flags.DEFINE_integer("noise_dim", DEFAULTS.noise_dim, "Size of the generator's noise input.")
+flags.DEFINE_string("model", DEFAULTS.model, "Architecture: 'mlp' is the original's.")
+flags.DEFINE_string("dataset", DEFAULTS.dataset, "TFDS dataset: mnist or fashion_mnist.")
+flags.DEFINE_string(
+    "data_dir", None,
+    "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets). See "
+    "`python -m gan.data --help` to prepare it offline from the IDX files.")
+flags.DEFINE_integer("seed", DEFAULTS.seed, "Seed of weights, noise and data order.")
+flags.DEFINE_float("g_learning_rate", DEFAULTS.g_learning_rate, "Generator Adam learning rate.")
+flags.DEFINE_float("d_learning_rate", DEFAULTS.d_learning_rate,
+                   "Discriminator Adam learning rate.")
+flags.DEFINE_float("beta_1", DEFAULTS.beta_1, "Adam beta_1 of both optimizers.")
+flags.DEFINE_float("beta_2", DEFAULTS.beta_2, "Adam beta_2 of both optimizers.")
+flags.DEFINE_string("image_dir", DEFAULTS.image_dir,
+                    "Where generated_<epoch>.png strips are written.")
+flags.DEFINE_integer("save_every", DEFAULTS.save_every,
+                     "Write an image strip at every epoch that is a multiple of this.")
+flags.DEFINE_integer("num_images", DEFAULTS.num_images, "Digits per image strip.")
+flags.DEFINE_string("checkpoint_dir", DEFAULTS.checkpoint_dir,
+                    "Checkpoint folder; a rerun resumes from its latest checkpoint.")
+flags.DEFINE_integer("checkpoint_every", DEFAULTS.checkpoint_every,
+                     "Save a checkpoint every this many epochs (and at the end).")
+flags.DEFINE_integer("keep_checkpoints", DEFAULTS.keep_checkpoints,
+                     "How many recent checkpoints to keep.")
+flags.DEFINE_integer("steps_per_call", DEFAULTS.steps_per_call,
+                     "Iterations per compiled call (speed only; results do not depend on it).")
+flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_compile).")
+flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
+                   "Seconds between progress lines.")
+
+
+def config_from_flags():
+    """A TrainConfig holding the value of every flag named like one of its fields."""
+    values = {name: FLAGS[name].value for name in config_lib.TrainConfig.__dataclass_fields__
+              if name in FLAGS}
+    return config_lib.TrainConfig(**values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from gan import checkpoints, data, train_lib  # after flag parsing: --help stays fast
+
+    logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines would bury the progress
+
+    config = config_from_flags()
+    try:
+        train_lib.train(config)
+    except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError,
+            train_lib.NonFiniteLossError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run():
+    """Console entry point `gan-train`, the same as `python -m gan.train`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

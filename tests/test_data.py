@@ -1,0 +1,103 @@
+import os
+import time
+
+import numpy as np
+import pytest
+
+from gan import data
+
+
+def test_load_split_shapes_dtype_and_known_facts(mnist_train):
+    images, labels = mnist_train
+    assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (60000,)
+    assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842,
+                                            5421, 5918, 6265, 5851, 5949]
+    assert abs(images.mean() / 255 - 0.1307) < 1e-3
+
+
+def test_batches_shapes_dtype_range(mnist_train):
+    images, labels = mnist_train
+    x, y = next(iter(data.make_batches(images, labels, 32, seed=0, steps_per_element=4)))
+    assert x.shape == (4, 32, 28, 28) and x.dtype.name == "float32"
+    assert y.shape == (4, 32)
+    assert 0.0 <= float(np.min(x)) and float(np.max(x)) <= 1.0
+    assert float(np.max(x)) == 1.0  # pixels divided by 255, as the original
+
+
+def test_stream_is_a_function_of_seed_and_position():
+    images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1).repeat(28, 1).repeat(28, 2)
+    labels = np.arange(50, dtype=np.int32)
+
+    def labels_of(seed, start_step, n):
+        ds = data.make_batches(images, labels, 8, seed, start_step, steps_per_element=1)
+        return np.concatenate([y.numpy()[0] for _, y in ds.take(n)])
+
+    full = labels_of(0, 0, 20)
+    assert np.array_equal(labels_of(0, 7, 13), full[7 * 8:])   # resume mid-epoch
+    assert not np.array_equal(labels_of(1, 0, 20), full)       # seed matters
+    assert sorted(full[:50]) == list(range(50))                # epoch 0 is a permutation
+    assert sorted(full[50:100]) == list(range(50))             # and so is epoch 1
+    assert not np.array_equal(full[:50], full[50:100])         # reshuffled each epoch
+
+
+def test_batch_pixels_match_labels(mnist_train):
+    images, labels = mnist_train
+    x, y = next(iter(data.make_batches(images, labels, 16, seed=3, start_step=11)))
+    idx = [int(np.flatnonzero(labels == label)[0]) for label in y.numpy()[0][:1]]
+    assert idx  # every batch label is a real label
+    first = x.numpy()[0][0]
+    matches = np.flatnonzero((images.reshape(60000, -1) == np.round(first * 255).reshape(-1)).all(1))
+    assert labels[matches[0]] == y.numpy()[0][0]
+
+
+def test_missing_data_offline_fails_fast_with_both_remedies(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "network_reachable", lambda *a, **k: False)
+    start = time.time()
+    with pytest.raises(data.DataUnavailableError) as err:
+        data.load_split("mnist", "train", str(tmp_path))
+    assert time.time() - start < 10
+    message = str(err.value)
+    assert str(tmp_path) in message
+    assert "--prepare_from" in message and "TFDS_DATA_DIR" in message
+
+
+def test_resolve_data_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    assert data.resolve_data_dir(None) == str(tmp_path)
+    assert data.resolve_data_dir("/x/y") == "/x/y"
+
+
+def test_unknown_dataset_is_rejected():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        data.ensure_available("cifar", "/nonexistent")
+
+
+def test_read_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"hello world")
+    with pytest.raises(ValueError, match="magic"):
+        data.read_idx(str(bad))
+    short = tmp_path / "short"
+    short.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x10" + b"\x01" * 3)
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(str(short))
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        data.read_idx_split(str(tmp_path), "train")
+
+
+@pytest.mark.slow
+def test_prepare_from_idx_gives_a_dataset_tfds_reads(idx_dir, tmp_path):
+    import tensorflow_datasets as tfds
+
+    out = tmp_path / "tfds"
+    data.prepare_from_idx(idx_dir, str(out))
+    for split, size in (("train", 60000), ("test", 10000)):
+        ds = tfds.load("mnist", split=split, data_dir=str(out), batch_size=-1)
+        labels = ds["label"].numpy()
+        assert len(labels) == size
+        assert ds["image"].shape == (size, 28, 28, 1)
+    assert np.bincount(labels).sum() == 10000
+    train_labels = tfds.load("mnist", split="train", data_dir=str(out), batch_size=-1)["label"]
+    assert np.bincount(train_labels.numpy()).tolist() == [5923, 6742, 5958, 6131, 5842,
+                                                          5421, 5918, 6265, 5851, 5949]

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan import config as config_lib
+from gan import train_lib
+
+
+def weights(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.fixture
+def state():
+    return train_lib.create_state(config_lib.TrainConfig(seed=3))
+
+
+def real_batch(batch=32, seed=0):
+    return tf.constant(np.random.default_rng(seed).uniform(0, 1, (batch, 28, 28)), tf.float32)
+
+
+def noise(batch=32, seed=0):
+    return tf.constant(np.random.default_rng(seed).normal(size=(batch, 100)), tf.float32)
+
+
+def test_discriminator_step_changes_only_the_discriminator(state):
+    g0, d0 = weights(state.generator), weights(state.discriminator)
+    tf.function(train_lib.discriminator_step)(state, real_batch(), noise())
+    assert same(weights(state.generator), g0)
+    assert not any(np.array_equal(a, b) for a, b in zip(weights(state.discriminator), d0))
+
+
+def test_generator_step_changes_only_the_generator(state):
+    g0, d0 = weights(state.generator), weights(state.discriminator)
+    tf.function(train_lib.generator_step)(state, noise())
+    assert same(weights(state.discriminator), d0)
+    assert not any(np.array_equal(a, b) for a, b in zip(weights(state.generator), g0))
+
+
+def test_train_step_updates_both_networks_and_counts(state):
+    g0, d0 = weights(state.generator), weights(state.discriminator)
+    metrics = tf.function(train_lib.train_step)(state, real_batch())
+    assert not same(weights(state.generator), g0)
+    assert not same(weights(state.discriminator), d0)
+    assert int(state.step.numpy()) == 1
+    assert int(state.g_optimizer.iterations.numpy()) == 1
+    assert int(state.d_optimizer.iterations.numpy()) == 1
+    assert set(metrics) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    for name, value in metrics.items():
+        assert np.isfinite(value.numpy()), name
+    assert 0 <= metrics["d_real"].numpy() <= 1 and 0 <= metrics["d_fake"].numpy() <= 1
+
+
+def test_losses_start_near_chance():
+    # d_loss is computed before D's first update: an untrained D outputs ~0.5 -> ~log(2).
+    state = train_lib.create_state(config_lib.TrainConfig(seed=0))
+    metrics = tf.function(train_lib.train_step)(state, real_batch())
+    assert abs(metrics["d_loss"].numpy() - np.log(2)) < 0.3
+    assert abs(metrics["d_real"].numpy() - 0.5) < 0.2
+
+
+def test_same_seed_same_initial_weights_and_noise():
+    a = train_lib.create_state(config_lib.TrainConfig(seed=5))
+    b = train_lib.create_state(config_lib.TrainConfig(seed=5))
+    c = train_lib.create_state(config_lib.TrainConfig(seed=6))
+    assert same(weights(a.generator), weights(b.generator))
+    assert np.array_equal(a.fixed_noise.numpy(), b.fixed_noise.numpy())
+    assert not same(weights(a.generator), weights(c.generator))
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_multi_step_computes_the_same_as_single_steps(xla):
+    """The fast path (K steps per compiled call) equals K one-step calls."""
+    batches = tf.stack([real_batch(seed=i) for i in range(6)])
+    plain = train_lib.create_state(config_lib.TrainConfig(seed=1))
+    step = tf.function(train_lib.train_step, jit_compile=xla)
+    plain_metrics = [step(plain, batches[i]) for i in range(6)]
+
+    fast = train_lib.create_state(config_lib.TrainConfig(seed=1))
+    multi = train_lib.make_multi_step(fast, jit_compile=xla)
+    first = multi(batches, tf.constant(0), tf.constant(2))   # split like the training loop
+    second = multi(batches, tf.constant(2), tf.constant(4))
+    assert int(first["steps"]) == 2 and int(second["steps"]) == 4
+    assert int(fast.step.numpy()) == 6
+    expected_d = np.mean([m["d_loss"].numpy() for m in plain_metrics[2:]])
+    assert np.isclose(second["d_loss"].numpy(), expected_d, rtol=1e-4)
+    for a, b in zip(weights(plain.generator) + weights(plain.discriminator),
+                    weights(fast.generator) + weights(fast.discriminator)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_step_arithmetic_is_the_same_with_and_without_xla():
+    """Given the same noise, XLA computes what plain TensorFlow computes."""
+    results = []
+    for xla in (False, True):
+        state = train_lib.create_state(config_lib.TrainConfig(seed=2))
+
+        @tf.function(jit_compile=xla)
+        def both(real, z_d, z_g):
+            out = train_lib.discriminator_step(state, real, z_d)
+            out.update(train_lib.generator_step(state, z_g))
+            return out
+
+        for i in range(3):
+            metrics = both(real_batch(seed=i), noise(seed=10 + i), noise(seed=20 + i))
+        results.append((metrics, weights(state.generator) + weights(state.discriminator)))
+    (m0, w0), (m1, w1) = results
+    for name in m0:
+        np.testing.assert_allclose(m0[name].numpy(), m1[name].numpy(), rtol=1e-4)
+    for a, b in zip(w0, w1):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_multi_step_stops_at_the_first_non_finite_loss(state):
+    batches = tf.stack([real_batch(seed=i) for i in range(5)])
+    multi = train_lib.make_multi_step(state, jit_compile=True)
+    multi(batches, tf.constant(0), tf.constant(2))
+    kernel = state.discriminator.trainable_variables[0]
+    kernel.assign(tf.fill(kernel.shape, np.nan))
+    out = multi(batches, tf.constant(0), tf.constant(5))
+    assert not bool(out["finite"])
+    assert int(out["steps"]) == 1
+    assert int(state.step.numpy()) == 3
+
+
+@pytest.mark.parametrize("step,every,offset,expected", [
+    (0, 100, 1, 1), (1, 100, 1, 101), (100, 100, 1, 101), (0, 1000, 0, 1000),
+    (999, 1000, 0, 1000), (1000, 1000, 0, 2000)])
+def test_next_boundary(step, every, offset, expected):
+    assert train_lib.next_boundary(step, every, offset) == expected
