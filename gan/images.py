@@ -2,7 +2,6 @@
 
 import os
 import queue
-import tempfile
 import threading
 
 import numpy as np
@@ -10,20 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-
-def atomic_write(path, write_fn):
-    """Calls write_fn(tmp_path), then renames tmp_path to path: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from gan.files import atomic_write  # noqa: F401  (re-exported: images.atomic_write)
 
 
 class StripRenderer:
