@@ -6,7 +6,8 @@ import os
 
 from gan import data
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "mlp_large", "dcgan")  # as gan.models.MODELS (not imported: keras is heavy)
+LOSSES = ("bce", "hinge", "wgan-gp")  # as gan.losses.LOSSES
 
 
 @dataclasses.dataclass
@@ -33,14 +34,23 @@ class TrainConfig:
     steps_per_call: int = 100
     xla: bool = True
     log_every_secs: float = 10.0
+    # Beyond the original (see gan.models, gan.losses and experiments/).
+    conditional: bool = False  # G and D take the digit label
+    loss: str = "bce"  # bce (the original's, non-saturating), hinge or wgan-gp
+    gp_weight: float = 10.0  # WGAN-GP's penalty weight (lambda)
+    spectral_norm: bool = False  # spectral normalisation of D's Dense/Conv layers
+    d_steps: int = 1  # discriminator updates per generator update, each on its own real batch
+    ema: bool = False  # keep an exponential moving average of G's weights, sample from it
+    ema_decay: float = 0.999
 
     # Fields whose change makes an existing checkpoint unusable for this run.
-    ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset")
+    ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset", "conditional", "loss",
+                           "spectral_norm", "ema")
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name)."""
         positive = ("epochs", "batch_size", "noise_dim", "save_every", "num_images",
-                    "checkpoint_every", "keep_checkpoints", "steps_per_call")
+                    "checkpoint_every", "keep_checkpoints", "steps_per_call", "d_steps")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
@@ -52,6 +62,12 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"--ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not self.gp_weight >= 0:
+            raise ValueError(f"--gp_weight must be >= 0, got {self.gp_weight}")
         if self.dataset not in data.DATASETS:
             raise ValueError(
                 f"--dataset must be one of {', '.join(data.DATASETS)}, got '{self.dataset}'")

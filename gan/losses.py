@@ -1,4 +1,5 @@
-"""GAN losses. The original's: binary cross-entropy on the discriminator's probabilities.
+"""GAN losses. The original's: binary cross-entropy on the discriminator's probabilities;
+also hinge and WGAN-GP (on unbounded scores, see gan.models for which D outputs which).
 
 Discriminator: real labelled 1, fake labelled 0, mean BCE over the 2B images (as the original
 trained on the concatenated 64). Generator: the non-saturating loss, BCE of D(G(z)) against 1.
@@ -25,3 +26,66 @@ def discriminator_bce(p_real, p_fake):
 def generator_bce(p_fake):
     """Non-saturating generator loss: BCE of D(G(z)) [B, 1] against label 1."""
     return bce(tf.ones_like(p_fake), p_fake)
+
+
+# --- losses on unbounded discriminator scores (hinge, WGAN-GP) ------------------------------
+
+LOSSES = ("bce", "hinge", "wgan-gp")
+
+
+def discriminator_hinge(s_real, s_fake):
+    """Hinge loss on scores [B, 1]: mean relu(1 - s_real) + mean relu(1 + s_fake)."""
+    return tf.reduce_mean(tf.nn.relu(1.0 - s_real)) + tf.reduce_mean(tf.nn.relu(1.0 + s_fake))
+
+
+def discriminator_wasserstein(s_real, s_fake):
+    """The critic's Wasserstein loss on scores [B, 1]: mean s_fake - mean s_real (the gradient
+    penalty is added separately, see `gradient_penalty`)."""
+    return tf.reduce_mean(s_fake) - tf.reduce_mean(s_real)
+
+
+def generator_score(s_fake):
+    """Generator loss of hinge and WGAN-GP: -mean score of the fakes [B, 1]."""
+    return -tf.reduce_mean(s_fake)
+
+
+def discriminator_loss(kind, out_real, out_fake):
+    """D's loss for `kind` in LOSSES: out_* are probabilities for "bce", scores otherwise."""
+    if kind == "bce":
+        return discriminator_bce(out_real, out_fake)
+    if kind == "hinge":
+        return discriminator_hinge(out_real, out_fake)
+    if kind == "wgan-gp":
+        return discriminator_wasserstein(out_real, out_fake)
+    raise ValueError(f"unknown loss '{kind}'; choose one of {', '.join(LOSSES)}")
+
+
+def generator_loss(kind, out_fake):
+    """G's loss for `kind` in LOSSES (non-saturating BCE, or -mean score)."""
+    if kind == "bce":
+        return generator_bce(out_fake)
+    if kind in ("hinge", "wgan-gp"):
+        return generator_score(out_fake)
+    raise ValueError(f"unknown loss '{kind}'; choose one of {', '.join(LOSSES)}")
+
+
+def interpolation_weights(rng, batch):
+    """WGAN-GP's interpolation weights: one per sample, uniform in [0, 1], shape [B, 1, 1]
+    (broadcast over the 28x28 pixels). Drawn from the tf.random.Generator `rng`."""
+    return rng.uniform([batch, 1, 1], 0.0, 1.0)
+
+
+def gradient_penalty(critic, real_images, fake_images, alpha):
+    """WGAN-GP's penalty (Gulrajani et al. 2017): mean over samples of (||grad_x critic(x)||_2 - 1)^2
+    at x = alpha * real + (1 - alpha) * fake.
+
+    critic: images [B, 28, 28] -> scores [B, 1]; alpha [B, 1, 1] from `interpolation_weights`.
+    The norm is per sample, over all its pixels. Differentiable (for the critic's update).
+    """
+    x = alpha * real_images + (1.0 - alpha) * fake_images
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        scores = critic(x)
+    grads = tape.gradient(scores, x)  # [B, 28, 28]; samples are independent, so per-sample
+    norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=tf.range(1, tf.rank(grads))) + 1e-12)
+    return tf.reduce_mean(tf.square(norms - 1.0))

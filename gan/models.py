@@ -3,35 +3,152 @@
 `mlp` is the original script's architecture, layer for layer:
   generator:     z[100] -> Dense 256 ReLU -> Dense 784 sigmoid -> Reshape 28x28   (227,344 params)
   discriminator: x[28,28] -> Flatten -> Dense 256 ReLU -> Dense 1 sigmoid         (201,217 params)
-The discriminator outputs a probability, as in the original; losses take it as such.
+
+Other models (`MODELS`): `mlp_large` (a deeper, wider MLP with LeakyReLU) and `dcgan`
+(transposed convolutions with batch norm in the generator, strided convolutions with LeakyReLU
+in the discriminator).
+
+What the discriminator outputs depends on the loss it is trained with, and only on that:
+with the BCE loss it ends in a sigmoid and outputs P(real) [B, 1], exactly as the original
+(the BCE loss takes probabilities); with hinge or WGAN-GP it ends in a linear unit and outputs
+an unbounded score ("critic") [B, 1], which those losses are defined on. `probability_output`
+below selects this.
+
+Conditional models (`conditional=True`) take the digit label as a second input, int32 [B]:
+the generator concatenates a learned label embedding to the noise; the discriminator is a
+projection discriminator (Miyato & Koyama 2018): score = w.h + embed(label).h on its
+features h. Unconditional models are `keras.Sequential` (so the mlp layer table is the
+original's); conditional ones are functional models with inputs [noise or images, labels].
 """
 
 import keras
 
 IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+LABEL_EMBEDDING = 32  # size of the generator's label embedding
+MODELS = ("mlp", "mlp_large", "dcgan")
+DCGAN_CHANNELS = (128, 64)  # generator 7x7x128 -> 14x14x64 -> 28x28x1; D mirrors it
+
+
+def _maybe_sn(layer, spectral_norm):
+    """Wraps a Dense/Conv layer in Keras's SpectralNormalization when asked.
+
+    Keras 3's wrapper, at each training-mode call, estimates the kernel's largest singular
+    value sigma by one power iteration and stores W / sigma back into the kernel, so the
+    optimizer updates the normalised weights (a projection onto sigma ~ 1 after every step).
+    """
+    return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
+
+
+def _leaky():
+    return keras.layers.LeakyReLU(negative_slope=0.2)
+
+
+def _generator_trunk(model):
+    """Layers mapping the generator input [B, noise_dim (+ embedding)] to images [B, 28, 28]."""
+    if model == "mlp":
+        return [keras.layers.Dense(256, activation="relu"),
+                keras.layers.Dense(784, activation="sigmoid"),
+                keras.layers.Reshape(IMAGE_SHAPE)]
+    if model == "mlp_large":
+        hidden = []
+        for units in (256, 512, 1024):
+            hidden += [keras.layers.Dense(units), _leaky()]
+        return hidden + [keras.layers.Dense(784, activation="sigmoid"),
+                         keras.layers.Reshape(IMAGE_SHAPE)]
+    if model == "dcgan":
+        c1, c2 = DCGAN_CHANNELS
+        return [
+            keras.layers.Dense(7 * 7 * c1, use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Reshape((7, 7, c1)),
+            keras.layers.Conv2DTranspose(c2, 4, strides=2, padding="same", use_bias=False),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="sigmoid"),
+            keras.layers.Reshape(IMAGE_SHAPE),
+        ]
+    raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+
+
+def _discriminator_trunk(model, spectral_norm):
+    """Layers mapping images [B, 28, 28] to features [B, F]."""
+    sn = lambda layer: _maybe_sn(layer, spectral_norm)  # noqa: E731
+    if model == "mlp":
+        return [keras.layers.Flatten(), sn(keras.layers.Dense(256, activation="relu"))]
+    if model == "mlp_large":
+        return [keras.layers.Flatten(),
+                sn(keras.layers.Dense(512)), _leaky(),
+                sn(keras.layers.Dense(256)), _leaky()]
+    if model == "dcgan":
+        c1, c2 = DCGAN_CHANNELS
+        return [
+            keras.layers.Reshape((*IMAGE_SHAPE, 1)),
+            sn(keras.layers.Conv2D(c2, 4, strides=2, padding="same")), _leaky(),  # 14x14
+            sn(keras.layers.Conv2D(c1, 4, strides=2, padding="same")), _leaky(),  # 7x7
+            keras.layers.Flatten(),
+        ]
+    raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+
+
+def build_generator(model="mlp", noise_dim=100, conditional=False):
+    """Generator: noise [B, noise_dim] (and labels int32 [B] if conditional) -> images
+    [B, 28, 28] in [0, 1]."""
+    trunk = _generator_trunk(model)
+    if not conditional:
+        return keras.Sequential([keras.Input((noise_dim,)), *trunk], name="generator")
+    noise = keras.Input((noise_dim,), name="noise")
+    labels = keras.Input((), dtype="int32", name="labels")
+    x = keras.layers.Concatenate()(
+        [noise, keras.layers.Embedding(NUM_CLASSES, LABEL_EMBEDDING)(labels)])
+    for layer in trunk:
+        x = layer(x)
+    return keras.Model([noise, labels], x, name="generator")
+
+
+def build_discriminator(model="mlp", conditional=False, probability_output=True,
+                        spectral_norm=False):
+    """Discriminator: images [B, 28, 28] (and labels int32 [B] if conditional) -> [B, 1],
+    P(real) if `probability_output` (for the BCE loss) else an unbounded score."""
+    trunk = _discriminator_trunk(model, spectral_norm)
+    activation = "sigmoid" if probability_output else None
+    if not conditional:
+        head = _maybe_sn(keras.layers.Dense(1, activation=activation), spectral_norm)
+        return keras.Sequential([keras.Input(IMAGE_SHAPE), *trunk, head], name="discriminator")
+    images = keras.Input(IMAGE_SHAPE, name="images")
+    labels = keras.Input((), dtype="int32", name="labels")
+    h = images
+    for layer in trunk:
+        h = layer(h)
+    # Projection: w.h + embed(label).h, both [B, 1].
+    projection = keras.layers.Dot(axes=1)(
+        [keras.layers.Embedding(NUM_CLASSES, h.shape[-1])(labels), h])
+    linear = _maybe_sn(keras.layers.Dense(1), spectral_norm)(h)
+    score = keras.layers.Add()([linear, projection])
+    out = keras.layers.Activation(activation)(score) if activation else score
+    return keras.Model([images, labels], out, name="discriminator")
 
 
 def build_mlp_generator(noise_dim=100):
     """The original generator: noise [B, noise_dim] -> images [B, 28, 28] in [0, 1]."""
-    return keras.Sequential(
-        [
-            keras.Input((noise_dim,)),
-            keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(784, activation="sigmoid"),
-            keras.layers.Reshape(IMAGE_SHAPE),
-        ],
-        name="generator",
-    )
+    return build_generator("mlp", noise_dim)
 
 
 def build_mlp_discriminator():
     """The original discriminator: images [B, 28, 28] -> P(real) [B, 1]."""
-    return keras.Sequential(
-        [
-            keras.Input(IMAGE_SHAPE),
-            keras.layers.Flatten(),
-            keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(1, activation="sigmoid"),
-        ],
-        name="discriminator",
-    )
+    return build_discriminator("mlp")
+
+
+def is_conditional(model):
+    """True for a model built with conditional=True (it takes labels as a second input)."""
+    return len(model.inputs) == 2
+
+
+def call(model, x, labels=None, training=False):
+    """Calls a generator or discriminator on x, passing labels only to conditional models."""
+    if is_conditional(model):
+        if labels is None:
+            raise ValueError(f"the conditional {model.name} needs labels")
+        return model([x, labels], training=training)
+    return model(x, training=training)

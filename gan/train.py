@@ -19,7 +19,9 @@ flags.DEFINE_integer(
     "batch (not a pass over the dataset). --epochs=10000 does what `python main.py` did.")
 flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Real (and fake) images per iteration.")
 flags.DEFINE_integer("noise_dim", DEFAULTS.noise_dim, "Size of the generator's noise input.")
-flags.DEFINE_string("model", DEFAULTS.model, "Architecture: 'mlp' is the original's.")
+flags.DEFINE_string("model", DEFAULTS.model,
+                    "Architecture: 'mlp' is the original's; 'mlp_large' a deeper, wider MLP "
+                    "with LeakyReLU; 'dcgan' convolutional (see gan/models.py).")
 flags.DEFINE_string("dataset", DEFAULTS.dataset, "TFDS dataset: mnist or fashion_mnist.")
 flags.DEFINE_string(
     "data_dir", None,
@@ -47,6 +49,20 @@ flags.DEFINE_integer("steps_per_call", DEFAULTS.steps_per_call,
 flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_compile).")
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
                    "Seconds between progress lines.")
+# Beyond the original: recipes in experiments/*.flags use these.
+flags.DEFINE_bool("conditional", DEFAULTS.conditional,
+                  "Class-conditional GAN: G and D take the digit label; strips show 0-9.")
+flags.DEFINE_string("loss", DEFAULTS.loss,
+                    "GAN loss: 'bce' (the original's, non-saturating), 'hinge' or 'wgan-gp'.")
+flags.DEFINE_float("gp_weight", DEFAULTS.gp_weight, "Gradient-penalty weight of --loss=wgan-gp.")
+flags.DEFINE_bool("spectral_norm", DEFAULTS.spectral_norm,
+                  "Spectral normalisation of the discriminator's layers.")
+flags.DEFINE_integer("d_steps", DEFAULTS.d_steps,
+                     "Discriminator updates per generator update (each on its own real batch).")
+flags.DEFINE_bool("ema", DEFAULTS.ema,
+                  "Keep an exponential moving average of the generator's weights (in the "
+                  "checkpoint); images and evaluation use it.")
+flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay, "Decay of --ema per generator update.")
 
 
 def config_from_flags():

@@ -3,6 +3,7 @@
 Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs [B, 1].
 """
 
+import dataclasses
 import math
 import os
 import time
@@ -21,11 +22,16 @@ class TrainState(tf.train.Checkpoint):
     included); step: int64 count of finished iterations, which also fixes the position in
     the data stream; rng: the noise generator; fixed_noise [num_images, Z]: the noise of the
     saved image strips, so strips are comparable across epochs and resumes; architecture:
-    JSON of the settings a resume must agree with.
+    JSON of the settings a resume must agree with; ema_generator (only with --ema): the
+    moving average of the generator's weights, the one images and evaluation use.
+
+    `options` (a StepOptions, not saved: it follows from the config) tells the step which
+    loss, how many D updates per G update and which EMA decay to use.
     """
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, rng,
-                 fixed_noise, architecture):
+                 fixed_noise, architecture, ema_generator=None, options=None):
+        extra = {"ema_generator": ema_generator} if ema_generator is not None else {}
         super().__init__(
             generator=generator,
             discriminator=discriminator,
@@ -35,15 +41,34 @@ class TrainState(tf.train.Checkpoint):
             rng=rng,
             fixed_noise=tf.Variable(fixed_noise, name="fixed_noise"),
             architecture=tf.Variable(architecture, dtype=tf.string, name="architecture"),
+            **extra,
         )
+        self.ema_generator = ema_generator
+        self.options = options or StepOptions()
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """How the training step trains (fixed per run; defaults are the original's)."""
+
+    loss: str = "bce"  # see gan.losses.LOSSES
+    gp_weight: float = 10.0
+    d_steps: int = 1
+    ema_decay: float = 0.999
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.loss, config.gp_weight, config.d_steps, config.ema_decay)
 
 
 def create_state(config):
     """Builds models, optimizers and RNG for `config`; seeded, so the same config gives
     bit-identical initial weights."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
-    generator = models.build_mlp_generator(config.noise_dim)
-    discriminator = models.build_mlp_discriminator()
+    generator = models.build_generator(config.model, config.noise_dim, config.conditional)
+    discriminator = models.build_discriminator(
+        config.model, config.conditional, probability_output=config.loss == "bce",
+        spectral_norm=config.spectral_norm)
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -52,50 +77,96 @@ def create_state(config):
     rng = tf.random.Generator.from_seed(config.seed)
     fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
         [config.num_images, config.noise_dim])
+    ema_generator = None
+    if config.ema:  # built after the rest, so the default run's initial weights are unchanged
+        ema_generator = models.build_generator(config.model, config.noise_dim, config.conditional)
+        ema_generator.set_weights(generator.get_weights())
     return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
-                      fixed_noise, config.architecture())
+                      fixed_noise, config.architecture(), ema_generator,
+                      StepOptions.from_config(config))
 
 
-def discriminator_step(state, real_images, noise):
-    """D update on real images [B, 28, 28] (label 1) and G(noise [B, Z]) (label 0).
-    Only the discriminator's variables change."""
-    g, d = state.generator, state.discriminator
-    fake_images = g(noise, training=True)
+def discriminator_step(state, real_images, noise, labels=None):
+    """D update on real images [B, 28, 28] (label 1) and G(noise [B, Z]) (label 0), with the
+    loss of state.options (plus the gradient penalty for wgan-gp). Conditional models also
+    take labels, int32 [B]: the real images' digits, which the fakes are also asked to be
+    (so the gradient penalty interpolates between images of one class). Only the
+    discriminator's variables change. Returns d_loss and d_real, d_fake: D's mean output
+    (probability or score) on each half."""
+    g, d, opts = state.generator, state.discriminator, state.options
+    fake_images = models.call(g, noise, labels, training=True)
     batch = tf.shape(real_images)[0]
+    both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
+    alpha = losses.interpolation_weights(state.rng, batch) if opts.loss == "wgan-gp" else None
     with tf.GradientTape() as tape:
         # One pass over [real; fake] (2B images), as the original's train_on_batch did.
-        p = d(tf.concat([real_images, fake_images], axis=0), training=True)
-        p_real, p_fake = p[:batch], p[batch:]
-        d_loss = losses.discriminator_bce(p_real, p_fake)
+        out = models.call(d, tf.concat([real_images, fake_images], axis=0), both_labels,
+                          training=True)
+        out_real, out_fake = out[:batch], out[batch:]
+        d_loss = losses.discriminator_loss(opts.loss, out_real, out_fake)
+        if alpha is not None:
+            critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
+            d_loss += opts.gp_weight * losses.gradient_penalty(
+                critic, real_images, fake_images, alpha)
     state.d_optimizer.apply_gradients(
         zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
-    return {"d_loss": d_loss, "d_real": tf.reduce_mean(p_real), "d_fake": tf.reduce_mean(p_fake)}
+    return {"d_loss": d_loss, "d_real": tf.reduce_mean(out_real),
+            "d_fake": tf.reduce_mean(out_fake)}
 
 
-def generator_step(state, noise):
-    """G update through the (unchanged) discriminator on noise [B, Z], labels 1: the
-    non-saturating loss. Only the generator's variables change."""
+def generator_step(state, noise, fake_labels=None):
+    """G update through the (unchanged) discriminator on noise [B, Z] (and fake_labels [B] for
+    conditional models): the non-saturating BCE loss (labels 1), or -mean score for hinge and
+    WGAN-GP. Only the generator's variables change (and the EMA copy, if any, follows)."""
     g, d = state.generator, state.discriminator
     with tf.GradientTape() as tape:
-        g_loss = losses.generator_bce(d(g(noise, training=True), training=True))
+        fakes = models.call(g, noise, fake_labels, training=True)
+        g_loss = losses.generator_loss(state.options.loss,
+                                       models.call(d, fakes, fake_labels, training=True))
     state.g_optimizer.apply_gradients(
         zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+    if state.ema_generator is not None:
+        update_ema(state.ema_generator, g, state.options.ema_decay)
     return {"g_loss": g_loss}
 
 
-def train_step(state, real_images):
-    """One iteration of the original on real_images [B, 28, 28]: a D update on fresh noise,
-    a G update on new noise, step += 1. Returns scalar metrics d_loss, g_loss, and d_real,
-    d_fake (D's mean output on the real and fake halves).
+def update_ema(ema, model, decay):
+    """ema <- decay * ema + (1 - decay) * model for trainable weights; non-trainable ones
+    (batch-norm statistics) are copied, so they match the live generator's."""
+    for e, w in zip(ema.trainable_variables, model.trainable_variables):
+        e.assign(decay * e + (1.0 - decay) * w)
+    for e, w in zip(ema.non_trainable_variables, model.non_trainable_variables):
+        e.assign(w)
+
+
+def _noise(state, batch):
+    """Noise [B, Z] from state.rng."""
+    return state.rng.normal([batch, state.generator.inputs[0].shape[-1]])
+
+
+def train_step(state, real_images, real_labels=None):
+    """One iteration: state.options.d_steps D updates, each on fresh noise and its own B of the
+    real_images [d_steps * B, 28, 28] (real_labels [d_steps * B] for conditional models), then
+    a G update on new noise (and uniformly drawn digits); step += 1. With the defaults this
+    is the original's iteration. Returns scalar metrics d_loss, g_loss, d_real, d_fake (D's mean output on the real and
+    fake halves; of the last D update).
 
     Noise comes from state.rng. XLA and plain TensorFlow turn the same generator state into
     different numbers, so a run with --xla and one with --noxla differ in their random
     draws (each is deterministic); given the same noise, the arithmetic is the same.
     """
-    batch = tf.shape(real_images)[0]
-    noise_shape = [batch, state.generator.inputs[0].shape[-1]]
-    metrics = discriminator_step(state, real_images, state.rng.normal(noise_shape))
-    metrics.update(generator_step(state, state.rng.normal(noise_shape)))
+    d_steps = state.options.d_steps
+    batch = tf.shape(real_images)[0] // d_steps
+    conditional = models.is_conditional(state.generator)
+    for i in range(d_steps):
+        part = slice(i * batch, (i + 1) * batch)
+        metrics = discriminator_step(state, real_images[part], _noise(state, batch),
+                                     real_labels[part] if conditional else None)
+    noise = _noise(state, batch)
+    fake_labels = None
+    if conditional:  # digits asked of G: uniform
+        fake_labels = state.rng.uniform([batch], 0, models.NUM_CLASSES, dtype=tf.int32)
+    metrics.update(generator_step(state, noise, fake_labels))
     state.step.assign_add(1)
     return metrics
 
@@ -106,21 +177,23 @@ METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 def make_multi_step(state, jit_compile=True):
     """A compiled function running `count` iterations on batches[start:start+count].
 
-    batches: float32 [K, B, 28, 28]; start, count: int32 scalars (tensors, so any
+    batches: float32 [K, B, 28, 28] (B = d_steps x batch size); labels: int32 [K, B], needed
+    by conditional models (optional otherwise); start, count: int32 scalars (tensors, so any
     split of a K-batch element reuses one trace). Stops early at the first non-finite
     loss. Returns the metrics averaged over the steps run, "steps" (how many ran) and
     "finite" (False if it stopped on a NaN/Inf).
     """
 
     @tf.function(jit_compile=jit_compile)
-    def multi_step(batches, start, count):
+    def multi_step(batches, start, count, labels=None):
         # An explicit while loop: `tf.range(count)` would make XLA treat count as a
         # compile-time constant and recompile for every chunk length.
         totals = {k: tf.constant(0.0) for k in METRICS}
         done = tf.constant(0)
         finite = tf.constant(True)
         while done < count and finite:
-            metrics = train_step(state, batches[start + done])
+            metrics = train_step(state, batches[start + done],
+                                 None if labels is None else labels[start + done])
             finite = tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
             totals = {k: totals[k] + metrics[k] for k in METRICS}
             done += 1
@@ -132,9 +205,34 @@ def make_multi_step(state, jit_compile=True):
     return multi_step
 
 
+def sampling_generator(state):
+    """The generator whose images users see: the EMA copy when trained with --ema."""
+    return state.ema_generator if state.ema_generator is not None else state.generator
+
+
+def generate(generator, noise, labels=None):
+    """Images [N, 28, 28] in [0, 1] from noise [N, Z], in inference mode.
+
+    generator: a Keras generator or a TrainState (then its sampling_generator, i.e. the EMA
+    weights if kept). labels: int [N] digits to draw, required by conditional generators and
+    ignored by unconditional ones.
+    """
+    if isinstance(generator, TrainState):
+        generator = sampling_generator(generator)
+    if labels is not None:
+        labels = tf.cast(labels, tf.int32)
+    return models.call(generator, noise, labels, training=False)
+
+
+def strip_labels(num_images):
+    """Labels [num_images] of the image strips of a conditional run: 0, 1, ..., 9, 0, ..."""
+    return tf.range(num_images, dtype=tf.int32) % models.NUM_CLASSES
+
+
 def make_generate(state):
-    """Compiled generator call: noise [N, Z] -> images [N, 28, 28]."""
-    return tf.function(lambda z: state.generator(z, training=False))
+    """Compiled generator call (sampling generator): noise [N, Z] -> images [N, 28, 28];
+    a conditional one draws digits 0, 1, 2, ... in order (`strip_labels`)."""
+    return tf.function(lambda z: generate(state, z, strip_labels(tf.shape(z)[0])))
 
 
 def next_boundary(step, every, offset=0):
@@ -164,21 +262,23 @@ def train(config, log=print):
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
 
     k = config.steps_per_call
-    stream = iter(data.make_batches(train_images, train_labels, config.batch_size,
-                                    config.seed, start, k))
+    # Each iteration takes d_steps real batches (one per D update).
+    stream = iter(data.make_batches(train_images, train_labels,
+                                    config.batch_size * config.d_steps, config.seed, start, k))
     multi_step = make_multi_step(state, config.xla)
     generate = make_generate(state)
     renderer = images.StripRenderer(config.num_images)
     step, last_log, last_log_step, t0 = start, time.time(), start, time.time()
     with images.BackgroundWriter() as writer:
         while step < config.epochs:
-            batches, _ = next(stream)
+            batches, labels = next(stream)
             offset = 0
             while offset < k and step < config.epochs:
                 stop = min(step + k - offset, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
                            next_boundary(step, config.checkpoint_every))
-                metrics = multi_step(batches, tf.constant(offset), tf.constant(stop - step))
+                metrics = multi_step(batches, tf.constant(offset), tf.constant(stop - step),
+                                     labels)
                 if not bool(metrics["finite"]):
                     bad = step + int(metrics["steps"]) - 1
                     raise NonFiniteLossError(
