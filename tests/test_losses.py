@@ -22,3 +22,86 @@ def test_generator_loss_is_non_saturating():
 def test_bce_is_finite_at_saturation():
     p = np.array([[0.0], [1.0]], "float32")
     assert np.isfinite(losses.bce(np.array([[1.0], [0.0]], "float32"), p).numpy())
+
+
+# --- hinge, WGAN-GP ---------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def test_hinge_and_wasserstein_known_values():
+    real = np.array([[2.0], [0.5]], "float32")
+    fake = np.array([[-2.0], [0.0]], "float32")
+    # relu(1 - real) = [0, 0.5] -> 0.25; relu(1 + fake) = [0, 1] -> 0.5
+    assert np.isclose(losses.discriminator_loss("hinge", real, fake).numpy(), 0.75)
+    assert np.isclose(losses.discriminator_loss("wgan-gp", real, fake).numpy(), -1.0 - 1.25)
+    assert np.isclose(losses.generator_loss("hinge", fake).numpy(), 1.0)
+    assert np.isclose(losses.generator_loss("wgan-gp", fake).numpy(), 1.0)
+
+
+def test_bce_kind_is_the_original_loss():
+    p_real = np.array([[0.9], [0.6]], "float32")
+    p_fake = np.array([[0.2], [0.3]], "float32")
+    assert losses.discriminator_loss("bce", p_real, p_fake).numpy() == \
+        losses.discriminator_bce(p_real, p_fake).numpy()
+    assert losses.generator_loss("bce", p_fake).numpy() == losses.generator_bce(p_fake).numpy()
+
+
+def test_unknown_loss_is_an_error():
+    with pytest.raises(ValueError, match="wgan-gp"):
+        losses.discriminator_loss("lsgan", np.zeros((1, 1)), np.zeros((1, 1)))
+
+
+def test_interpolation_weights_are_one_uniform_draw_per_sample():
+    alpha = losses.interpolation_weights(tf.random.Generator.from_seed(0), 20000).numpy()
+    assert alpha.shape == (20000, 1, 1)  # one weight per sample, shared by its pixels
+    assert alpha.min() >= 0.0 and alpha.max() <= 1.0
+    # Uniform on [0, 1]: the empirical CDF is close to the identity (Kolmogorov-Smirnov).
+    values = np.sort(alpha.ravel())
+    cdf = np.arange(1, values.size + 1) / values.size
+    assert np.max(np.abs(cdf - values)) < 0.015
+
+
+def _linear_critic(w):
+    return lambda x: tf.reduce_sum(x * w, axis=[1, 2])[:, None]
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_norm_minus_one_squared():
+    # grad_x (w . x) = w everywhere, so the penalty is (||w|| - 1)^2 whatever alpha is.
+    rng = np.random.default_rng(0)
+    w = tf.constant(rng.normal(size=(28, 28)) * 0.1, tf.float32)
+    real, fake = (tf.constant(rng.uniform(size=(6, 28, 28)), tf.float32) for _ in range(2))
+    alpha = losses.interpolation_weights(tf.random.Generator.from_seed(1), 6)
+    expected = (np.linalg.norm(w.numpy()) - 1.0) ** 2
+    got = losses.gradient_penalty(_linear_critic(w), real, fake, alpha).numpy()
+    assert np.isclose(got, expected, rtol=1e-5)
+    unit = w / tf.norm(w)
+    assert losses.gradient_penalty(_linear_critic(unit), real, fake, alpha).numpy() < 1e-8
+
+
+def test_gradient_penalty_interpolates_per_sample_and_averages_per_sample_norms():
+    # critic(x) = 0.5 ||x||^2 has gradient x, so the penalty is mean_i (||x_i|| - 1)^2 with
+    # x_i = alpha_i real_i + (1 - alpha_i) fake_i: a known answer that checks where the
+    # interpolates lie, that alpha is per sample, and that norms are per sample.
+    rng = np.random.default_rng(3)
+    real = rng.uniform(size=(5, 28, 28)).astype("float32") * 0.1
+    fake = rng.uniform(size=(5, 28, 28)).astype("float32") * 0.1
+    alpha = np.array([0.0, 0.25, 0.5, 0.9, 1.0], "float32")[:, None, None]
+    critic = lambda x: 0.5 * tf.reduce_sum(tf.square(x), axis=[1, 2])[:, None]  # noqa: E731
+    x = alpha * real + (1 - alpha) * fake
+    expected = np.mean((np.linalg.norm(x.reshape(5, -1), axis=1) - 1.0) ** 2)
+    got = losses.gradient_penalty(critic, tf.constant(real), tf.constant(fake),
+                                  tf.constant(alpha)).numpy()
+    assert np.isclose(got, expected, rtol=1e-5)
+
+
+def test_gradient_penalty_is_differentiable_in_the_critic_weights():
+    w = tf.Variable(tf.fill([28, 28], 0.1))
+    real, fake = tf.ones([2, 28, 28]), tf.zeros([2, 28, 28])
+    with tf.GradientTape() as tape:
+        penalty = losses.gradient_penalty(_linear_critic(w), real, fake, tf.fill([2, 1, 1], 0.5))
+    grad = tape.gradient(penalty, w).numpy()
+    # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
+    norm = np.linalg.norm(w.numpy())
+    np.testing.assert_allclose(grad, 2 * (norm - 1) * w.numpy() / norm, rtol=1e-4)

@@ -30,3 +30,74 @@ def test_shapes_and_ranges():
 def test_noise_size_is_configurable(noise_dim):
     g = models.build_mlp_generator(noise_dim)
     assert g.inputs[0].shape[-1] == noise_dim
+
+
+# --- models beyond the original -----------------------------------------------------------
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+LABELS = np.array([0, 3, 7, 9], "int32")
+
+
+def _noise(n=4, dim=100, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype("float32")
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_model_maps_noise_to_images_and_images_to_one_output(name, conditional):
+    g = models.build_generator(name, 100, conditional)
+    d = models.build_discriminator(name, conditional)
+    assert models.is_conditional(g) == models.is_conditional(d) == conditional
+    labels = LABELS if conditional else None
+    images = models.call(g, _noise(), labels).numpy()
+    assert images.shape == (4, 28, 28)
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    p = models.call(d, images, labels).numpy()
+    assert p.shape == (4, 1) and ((p >= 0) & (p <= 1)).all()
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_score_discriminator_is_the_probability_one_without_its_sigmoid(conditional):
+    labels = LABELS if conditional else None
+    images = np.random.default_rng(1).uniform(size=(4, 28, 28)).astype("float32")
+    outputs = []
+    for probability_output in (True, False):
+        keras.utils.set_random_seed(0)
+        d = models.build_discriminator("dcgan", conditional, probability_output)
+        outputs.append(models.call(d, images, labels).numpy())
+    p, score = outputs
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-score)), rtol=1e-5, atol=1e-6)
+
+
+def test_conditional_generator_uses_the_label():
+    g = models.build_generator("mlp", 100, conditional=True)
+    z = np.repeat(_noise(1), 2, axis=0)
+    images = models.call(g, z, np.array([1, 8], "int32")).numpy()
+    assert not np.allclose(images[0], images[1])
+
+
+def test_conditional_model_without_labels_is_an_error():
+    g = models.build_generator("mlp", 100, conditional=True)
+    with pytest.raises(ValueError, match="labels"):
+        models.call(g, _noise())
+
+
+def test_dcgan_has_the_dcgan_ingredients():
+    g, d = models.build_generator("dcgan"), models.build_discriminator("dcgan")
+    kinds = lambda m: {type(layer).__name__ for layer in m.layers}  # noqa: E731
+    assert {"Conv2DTranspose", "BatchNormalization"} <= kinds(g)
+    assert {"Conv2D", "LeakyReLU"} <= kinds(d) and "BatchNormalization" not in kinds(d)
+
+
+def test_spectral_norm_brings_each_layer_to_unit_spectral_norm():
+    d = models.build_discriminator("mlp_large", probability_output=False, spectral_norm=True)
+    images = tf.constant(np.random.default_rng(2).uniform(size=(4, 28, 28)), tf.float32)
+    for _ in range(30):  # one power iteration per training-mode call
+        d(images, training=True)
+    wrapped = [layer for layer in d.layers if isinstance(layer, keras.layers.SpectralNormalization)]
+    assert len(wrapped) == 3
+    for layer in wrapped:
+        sigma = np.linalg.svd(layer.layer.kernel.numpy(), compute_uv=False)[0]
+        assert abs(sigma - 1.0) < 0.05, (layer.name, sigma)

@@ -132,3 +132,101 @@ def test_multi_step_stops_at_the_first_non_finite_loss(state):
     (999, 1000, 0, 1000), (1000, 1000, 0, 2000)])
 def test_next_boundary(step, every, offset, expected):
     assert train_lib.next_boundary(step, every, offset) == expected
+
+
+# --- models, losses, conditional training and EMA beyond the original ------------------------
+
+QUALITY_CONFIGS = [
+    dict(model="mlp_large", loss="hinge", conditional=True, ema=True),
+    dict(model="dcgan", loss="wgan-gp", spectral_norm=True),
+    dict(model="dcgan", loss="bce", conditional=True, ema=True),
+    dict(model="mlp", loss="wgan-gp", conditional=True, d_steps=2),
+]
+
+
+def labels_batch(batch=8, seed=0):
+    return tf.constant(np.random.default_rng(seed).integers(0, 10, batch), tf.int32)
+
+
+@pytest.mark.parametrize("options", QUALITY_CONFIGS, ids=lambda o: "-".join(map(str, o.values())))
+def test_every_model_and_loss_takes_a_finite_step(options):
+    config = config_lib.TrainConfig(seed=0, **options)
+    state = train_lib.create_state(config)
+    g0, d0 = weights(state.generator), weights(state.discriminator)
+    batch = 8 * config.d_steps  # one real batch of 8 per D update
+    metrics = tf.function(train_lib.train_step)(state, real_batch(batch), labels_batch(batch))
+    for name, value in metrics.items():
+        assert np.isfinite(value.numpy()), name
+    assert not same(weights(state.generator), g0)
+    assert not same(weights(state.discriminator), d0)
+    assert int(state.step.numpy()) == 1
+    assert int(state.d_optimizer.iterations.numpy()) == config.d_steps
+    assert int(state.g_optimizer.iterations.numpy()) == 1
+
+
+def test_ema_moves_toward_the_live_generator_by_its_decay():
+    state = train_lib.create_state(config_lib.TrainConfig(seed=0, ema=True, ema_decay=0.9))
+    assert same(weights(state.ema_generator), weights(state.generator))  # starts equal
+    step = tf.function(train_lib.train_step)
+    step(state, real_batch())
+    for _ in range(3):
+        before = weights(state.ema_generator)
+        step(state, real_batch())
+        live, after = weights(state.generator), weights(state.ema_generator)
+        for b, l_, a in zip(before, live, after):
+            np.testing.assert_allclose(a, 0.9 * b + 0.1 * l_, rtol=1e-5, atol=1e-7)
+            assert np.linalg.norm(a - l_) < np.linalg.norm(b - l_)
+    assert not same(weights(state.ema_generator), weights(state.generator))
+
+
+def test_images_come_from_the_ema_generator_and_it_is_checkpointed(tmp_path):
+    config = config_lib.TrainConfig(seed=0, ema=True)
+    state = train_lib.create_state(config)
+    tf.function(train_lib.train_step)(state, real_batch())
+    assert train_lib.sampling_generator(state) is state.ema_generator
+    z = noise(4)
+    np.testing.assert_array_equal(train_lib.generate(state, z).numpy(),
+                                  state.ema_generator(z, training=False).numpy())
+    path = state.write(str(tmp_path / "ckpt"))
+    restored = train_lib.create_state(config)
+    restored.read(path).assert_existing_objects_matched()
+    assert same(weights(restored.ema_generator), weights(state.ema_generator))
+
+
+def test_without_ema_images_come_from_the_live_generator():
+    state = train_lib.create_state(config_lib.TrainConfig(seed=0))
+    assert state.ema_generator is None
+    assert train_lib.sampling_generator(state) is state.generator
+
+
+def test_conditional_sampling_returns_one_image_per_requested_label():
+    state = train_lib.create_state(config_lib.TrainConfig(seed=0, conditional=True, ema=True))
+    images = train_lib.generate(state, noise(6), [7, 7, 7, 1, 2, 3]).numpy()
+    assert images.shape == (6, 28, 28)
+    same_noise = tf.repeat(noise(1), 2, axis=0)
+    a, b = train_lib.generate(state.generator, same_noise, np.array([0, 5])).numpy()
+    assert not np.allclose(a, b)  # the label changes the digit
+    with pytest.raises(ValueError, match="labels"):
+        train_lib.generate(state, noise(2))
+    strip = train_lib.make_generate(state)(state.fixed_noise).numpy()
+    assert strip.shape == (10, 28, 28)
+    np.testing.assert_array_equal(train_lib.strip_labels(12).numpy(),
+                                  [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+
+
+@pytest.mark.parametrize("change", [dict(conditional=True), dict(loss="hinge"),
+                                    dict(spectral_norm=True), dict(ema=True),
+                                    dict(model="dcgan")])
+def test_architecture_changing_options_change_the_checkpoint_architecture(change):
+    base = config_lib.TrainConfig()
+    assert config_lib.TrainConfig(**change).architecture() != base.architecture()
+
+
+@pytest.mark.parametrize("bad,flag", [(dict(loss="lsgan"), "--loss"), (dict(d_steps=0), "--d_steps"),
+                                      (dict(ema_decay=1.0), "--ema_decay"),
+                                      (dict(model="resnet"), "--model")])
+def test_bad_quality_options_name_their_flag(tmp_path, bad, flag):
+    config = config_lib.TrainConfig(image_dir=str(tmp_path / "i"),
+                                    checkpoint_dir=str(tmp_path / "c"), **bad)
+    with pytest.raises(ValueError, match=flag):
+        config.validate()
