@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from gan.files import atomic_write
+from gan.files import atomic_write, cache_dir
 
 DATASETS = ("mnist", "fashion_mnist")
 IDX_FILES = {
@@ -136,8 +136,7 @@ def cache_path(name, split, data_dir):
         return None
     stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in [infos[-1], *shards]]
     digest = hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
-    folder = os.environ.get("GAN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gan")
-    return os.path.join(folder, f"{name}-{split}-{digest}.npz")
+    return os.path.join(cache_dir(), f"{name}-{split}-{digest}.npz")
 
 
 def _write_cache(path, images, labels):

@@ -18,3 +18,8 @@ def atomic_write(path, write_fn):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def cache_dir():
+    """Where derived, re-creatable files live: $GAN_CACHE_DIR, else ~/.cache/gan."""
+    return os.environ.get("GAN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gan")
