@@ -93,7 +93,7 @@ def _discriminator_trunk(model, spectral_norm):
     raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
 
 
-def build_generator(model="mlp", noise_dim=100, conditional=False):
+def make_generator(model="mlp", noise_dim=100, conditional=False):
     """Generator: noise [B, noise_dim] (and labels int32 [B] if conditional) -> images
     [B, 28, 28] in [0, 1]."""
     trunk = _generator_trunk(model)
@@ -108,7 +108,7 @@ def build_generator(model="mlp", noise_dim=100, conditional=False):
     return keras.Model([noise, labels], x, name="generator")
 
 
-def build_discriminator(model="mlp", conditional=False, probability_output=True,
+def make_discriminator(model="mlp", conditional=False, probability_output=True,
                         spectral_norm=False):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] if conditional) -> [B, 1],
     P(real) if `probability_output` (for the BCE loss) else an unbounded score."""
@@ -133,22 +133,22 @@ def build_discriminator(model="mlp", conditional=False, probability_output=True,
 
 def build_mlp_generator(noise_dim=100):
     """The original generator: noise [B, noise_dim] -> images [B, 28, 28] in [0, 1]."""
-    return build_generator("mlp", noise_dim)
+    return make_generator("mlp", noise_dim)
 
 
 def build_mlp_discriminator():
     """The original discriminator: images [B, 28, 28] -> P(real) [B, 1]."""
-    return build_discriminator("mlp")
+    return make_discriminator("mlp")
 
 
-def is_conditional(model):
+def takes_labels(model):
     """True for a model built with conditional=True (it takes labels as a second input)."""
     return len(model.inputs) == 2
 
 
 def call(model, x, labels=None, training=False):
     """Calls a generator or discriminator on x, passing labels only to conditional models."""
-    if is_conditional(model):
+    if takes_labels(model):
         if labels is None:
             raise ValueError(f"the conditional {model.name} needs labels")
         return model([x, labels], training=training)

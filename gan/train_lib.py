@@ -65,8 +65,8 @@ def create_state(config):
     """Builds models, optimizers and RNG for `config`; seeded, so the same config gives
     bit-identical initial weights."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
-    generator = models.build_generator(config.model, config.noise_dim, config.conditional)
-    discriminator = models.build_discriminator(
+    generator = models.make_generator(config.model, config.noise_dim, config.conditional)
+    discriminator = models.make_discriminator(
         config.model, config.conditional, probability_output=config.loss == "bce",
         spectral_norm=config.spectral_norm)
     optimizers = []
@@ -79,7 +79,7 @@ def create_state(config):
         [config.num_images, config.noise_dim])
     ema_generator = None
     if config.ema:  # built after the rest, so the default run's initial weights are unchanged
-        ema_generator = models.build_generator(config.model, config.noise_dim, config.conditional)
+        ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional)
         ema_generator.set_weights(generator.get_weights())
     return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
                       fixed_noise, config.architecture(), ema_generator,
@@ -157,7 +157,7 @@ def train_step(state, real_images, real_labels=None):
     """
     d_steps = state.options.d_steps
     batch = tf.shape(real_images)[0] // d_steps
-    conditional = models.is_conditional(state.generator)
+    conditional = models.takes_labels(state.generator)
     for i in range(d_steps):
         part = slice(i * batch, (i + 1) * batch)
         metrics = discriminator_step(state, real_images[part], _noise(state, batch),

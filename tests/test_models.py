@@ -47,9 +47,9 @@ def _noise(n=4, dim=100, seed=0):
 @pytest.mark.parametrize("conditional", [False, True])
 @pytest.mark.parametrize("name", models.MODELS)
 def test_every_model_maps_noise_to_images_and_images_to_one_output(name, conditional):
-    g = models.build_generator(name, 100, conditional)
-    d = models.build_discriminator(name, conditional)
-    assert models.is_conditional(g) == models.is_conditional(d) == conditional
+    g = models.make_generator(name, 100, conditional)
+    d = models.make_discriminator(name, conditional)
+    assert models.takes_labels(g) == models.takes_labels(d) == conditional
     labels = LABELS if conditional else None
     images = models.call(g, _noise(), labels).numpy()
     assert images.shape == (4, 28, 28)
@@ -65,34 +65,34 @@ def test_score_discriminator_is_the_probability_one_without_its_sigmoid(conditio
     outputs = []
     for probability_output in (True, False):
         keras.utils.set_random_seed(0)
-        d = models.build_discriminator("dcgan", conditional, probability_output)
+        d = models.make_discriminator("dcgan", conditional, probability_output)
         outputs.append(models.call(d, images, labels).numpy())
     p, score = outputs
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-score)), rtol=1e-5, atol=1e-6)
 
 
 def test_conditional_generator_uses_the_label():
-    g = models.build_generator("mlp", 100, conditional=True)
+    g = models.make_generator("mlp", 100, conditional=True)
     z = np.repeat(_noise(1), 2, axis=0)
     images = models.call(g, z, np.array([1, 8], "int32")).numpy()
     assert not np.allclose(images[0], images[1])
 
 
 def test_conditional_model_without_labels_is_an_error():
-    g = models.build_generator("mlp", 100, conditional=True)
+    g = models.make_generator("mlp", 100, conditional=True)
     with pytest.raises(ValueError, match="labels"):
         models.call(g, _noise())
 
 
 def test_dcgan_has_the_dcgan_ingredients():
-    g, d = models.build_generator("dcgan"), models.build_discriminator("dcgan")
+    g, d = models.make_generator("dcgan"), models.make_discriminator("dcgan")
     kinds = lambda m: {type(layer).__name__ for layer in m.layers}  # noqa: E731
     assert {"Conv2DTranspose", "BatchNormalization"} <= kinds(g)
     assert {"Conv2D", "LeakyReLU"} <= kinds(d) and "BatchNormalization" not in kinds(d)
 
 
 def test_spectral_norm_brings_each_layer_to_unit_spectral_norm():
-    d = models.build_discriminator("mlp_large", probability_output=False, spectral_norm=True)
+    d = models.make_discriminator("mlp_large", probability_output=False, spectral_norm=True)
     images = tf.constant(np.random.default_rng(2).uniform(size=(4, 28, 28)), tf.float32)
     for _ in range(30):  # one power iteration per training-mode call
         d(images, training=True)
