@@ -39,13 +39,14 @@ class TrainConfig:
     loss: str = "bce"  # bce (the original's, non-saturating), hinge or wgan-gp
     gp_weight: float = 10.0  # WGAN-GP's penalty weight (lambda)
     spectral_norm: bool = False  # spectral normalisation of D's Dense/Conv layers
+    minibatch_std: bool = False  # D sees each group of 4 samples' feature spread
     d_steps: int = 1  # discriminator updates per generator update, each on its own real batch
     ema: bool = False  # keep an exponential moving average of G's weights, sample from it
     ema_decay: float = 0.999
 
     # Fields whose change makes an existing checkpoint unusable for this run.
     ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset", "conditional", "loss",
-                           "spectral_norm", "ema")
+                           "spectral_norm", "minibatch_std", "ema")
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name)."""
@@ -64,6 +65,9 @@ class TrainConfig:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
         if self.loss not in LOSSES:
             raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+        if self.minibatch_std and self.batch_size % 4:
+            raise ValueError(f"--minibatch_std needs --batch_size to be a multiple of 4 (its "
+                             f"group size), got {self.batch_size}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be in (0, 1), got {self.ema_decay}")
         if not self.gp_weight >= 0:

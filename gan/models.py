@@ -28,6 +28,7 @@ IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 LABEL_EMBEDDING = 32  # size of the generator's label embedding
 MODELS = ("mlp", "mlp_large", "dcgan")
+MINIBATCH_STD_GROUP = 4
 DCGAN_CHANNELS = (128, 64)  # generator 7x7x128 -> 14x14x64 -> 28x28x1; D mirrors it
 
 
@@ -39,6 +40,31 @@ def _maybe_sn(layer, spectral_norm):
     optimizer updates the normalised weights (a projection onto sigma ~ 1 after every step).
     """
     return keras.layers.SpectralNormalization(layer) if spectral_norm else layer
+
+
+class MinibatchStddev(keras.layers.Layer):
+    """Appends to each sample's features [B, F] one more: the standard deviation of the
+    features over its group of `group_size` consecutive samples, averaged over F (Karras et
+    al. 2018). D can then see that a batch of fakes lacks variety, which fights mode
+    collapse. Groups are consecutive, so D's one pass over [real; fake] never mixes real and
+    fake images in a group: B must be a multiple of group_size. Output [B, F + 1]."""
+
+    def __init__(self, group_size=4, **kwargs):
+        super().__init__(**kwargs)
+        self.group_size = group_size
+
+    def call(self, x):
+        groups = keras.ops.reshape(x, (-1, self.group_size, x.shape[-1]))  # [B/G, G, F]
+        std = keras.ops.sqrt(keras.ops.var(groups, axis=1) + 1e-8)  # [B/G, F]
+        per_group = keras.ops.mean(std, axis=1, keepdims=True)  # [B/G, 1]
+        return keras.ops.concatenate(
+            [x, keras.ops.repeat(per_group, self.group_size, axis=0)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size}
 
 
 def _leaky():
@@ -109,10 +135,13 @@ def make_generator(model="mlp", noise_dim=100, conditional=False):
 
 
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
-                        spectral_norm=False):
+                        spectral_norm=False, minibatch_std=False):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] if conditional) -> [B, 1],
-    P(real) if `probability_output` (for the BCE loss) else an unbounded score."""
+    P(real) if `probability_output` (for the BCE loss) else an unbounded score.
+    minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4)."""
     trunk = _discriminator_trunk(model, spectral_norm)
+    if minibatch_std:
+        trunk.append(MinibatchStddev(MINIBATCH_STD_GROUP))
     activation = "sigmoid" if probability_output else None
     if not conditional:
         head = _maybe_sn(keras.layers.Dense(1, activation=activation), spectral_norm)

@@ -57,6 +57,10 @@ flags.DEFINE_string("loss", DEFAULTS.loss,
 flags.DEFINE_float("gp_weight", DEFAULTS.gp_weight, "Gradient-penalty weight of --loss=wgan-gp.")
 flags.DEFINE_bool("spectral_norm", DEFAULTS.spectral_norm,
                   "Spectral normalisation of the discriminator's layers.")
+flags.DEFINE_bool("minibatch_std", DEFAULTS.minibatch_std,
+                  "Give the discriminator the spread of features over each group of 4 samples "
+                  "(minibatch standard deviation, against mode collapse); --batch_size must "
+                  "be a multiple of 4.")
 flags.DEFINE_integer("d_steps", DEFAULTS.d_steps,
                      "Discriminator updates per generator update (each on its own real batch).")
 flags.DEFINE_bool("ema", DEFAULTS.ema,

@@ -68,7 +68,7 @@ def create_state(config):
     generator = models.make_generator(config.model, config.noise_dim, config.conditional)
     discriminator = models.make_discriminator(
         config.model, config.conditional, probability_output=config.loss == "bce",
-        spectral_norm=config.spectral_norm)
+        spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std)
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)

@@ -101,3 +101,23 @@ def test_spectral_norm_brings_each_layer_to_unit_spectral_norm():
     for layer in wrapped:
         sigma = np.linalg.svd(layer.layer.kernel.numpy(), compute_uv=False)[0]
         assert abs(sigma - 1.0) < 0.05, (layer.name, sigma)
+
+
+def test_minibatch_stddev_appends_each_groups_spread_without_mixing_groups():
+    x = np.zeros((8, 3), "float32")
+    x[4:] = [[0, 0, 0], [2, 2, 2], [0, 0, 0], [2, 2, 2]]  # second group varies by +-1
+    out = models.MinibatchStddev(4)(x).numpy()
+    assert out.shape == (8, 4)
+    np.testing.assert_array_equal(out[:, :3], x)
+    np.testing.assert_allclose(out[:4, 3], 0.0, atol=1e-3)  # identical samples: no spread
+    np.testing.assert_allclose(out[4:, 3], 1.0, rtol=1e-3)
+
+
+def test_discriminator_with_minibatch_stddev_sees_the_batch():
+    d = models.make_discriminator("mlp_large", minibatch_std=True)
+    images = np.random.default_rng(0).uniform(size=(8, 28, 28)).astype("float32")
+    varied = d(images).numpy()[:4]
+    collapsed = d(np.repeat(images[:1], 8, axis=0)).numpy()[:4]
+    alone = d(np.concatenate([images[:4], np.repeat(images[:1], 4, axis=0)])).numpy()[:4]
+    np.testing.assert_allclose(alone, varied, rtol=1e-5)  # other groups do not matter
+    assert not np.allclose(collapsed[0], varied[0])  # its own group's spread does
