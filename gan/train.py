@@ -47,6 +47,13 @@ flags.DEFINE_integer("steps_per_call", DEFAULTS.steps_per_call,
 flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_compile).")
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
                    "Seconds between progress lines.")
+flags.DEFINE_string(
+    "log_dir", DEFAULTS.log_dir,
+    "TensorBoard logs, metrics history (metrics.jsonl), and at the end the loss plot "
+    "(losses.png) and animated strips (progress.gif). Default: <checkpoint_dir>/logs. "
+    "Watch a run with `tensorboard --logdir <checkpoint_dir>/logs`.")
+flags.DEFINE_bool("quiet", DEFAULTS.quiet,
+                  "Print no progress lines (start, end and warnings still print).")
 
 
 def config_from_flags():
