@@ -14,6 +14,8 @@ import sys
 
 from absl import app, flags
 
+from gan import cli
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("checkpoint_dir", "checkpoints",
@@ -57,7 +59,7 @@ def main(argv):
 
 def run():
     """Console entry point `gan-export`, the same as `python -m gan.export`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 animated GIF and loss plot made at the end.
 
 All of it runs outside the compiled training loop, once per chunk of steps, from the metrics
-the loop already gets back. Files, in the run's log folder (TrainConfig.resolved_log_dir(),
+the loop already gets back. Files, in the run's logs folder (TrainConfig.resolved_logs_dir(),
 by default <checkpoint_dir>/logs):
 
   events.out.tfevents.*  TensorBoard: per chunk, at the step counter, the scalars d_loss,
@@ -117,21 +117,28 @@ def format_duration(seconds):
 class Progress:
     """Progress lines at most every `every_secs` seconds, and one at the last step: epoch /
     total, percent, iterations per second since the previous line, time left at that rate,
-    and the latest chunk's metrics."""
+    and the latest chunk's metrics. The first chunk, which includes compiling the loop, only
+    starts the clock."""
 
     def __init__(self, total, start_step, every_secs, log=print):
         self.total, self.every_secs, self.log = total, every_secs, log
-        self.last_step, self.last_time = start_step, time.time()
+        self.last_step, self.last_time = start_step, None
 
     def update(self, step, scalars, now=None):
+        """Called after each chunk with the step counter and the chunk's metrics."""
         now = time.time() if now is None else now
-        if now - self.last_time < self.every_secs and step < self.total:
+        started = self.last_time is not None
+        if step < self.total and not (started and now - self.last_time >= self.every_secs):
+            if not started:
+                self.last_step, self.last_time = step, now
             return
-        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-        left = (self.total - step) / max(rate, 1e-9)
-        self.log(f"epoch {step}/{self.total} ({100 * step / self.total:.0f}%)  "
-                 f"{rate:.0f} it/s  eta {format_duration(left)}  "
-                 + "  ".join(f"{name}={value:.4f}" for name, value in scalars.items()))
+        line = f"epoch {step}/{self.total} ({100 * step / self.total:.0f}%)"
+        if started and now > self.last_time:
+            rate = (step - self.last_step) / (now - self.last_time)
+            left = (self.total - step) / max(rate, 1e-9)
+            line += f"  {rate:.0f} it/s  eta {format_duration(left)}"
+        self.log(line + "  " + "  ".join(f"{name}={value:.4f}"
+                                         for name, value in scalars.items()))
         self.last_step, self.last_time = step, now
 
 
@@ -144,12 +151,12 @@ class RunMonitor:
     (closing flushes the files)."""
 
     def __init__(self, config, start_step, log=print):
-        self.log_dir = config.resolved_log_dir()
+        self.logs_dir = config.resolved_logs_dir()
         self.image_dir = config.image_dir
         self.total = config.epochs
         self.log = log
-        self.history = HistoryFile(os.path.join(self.log_dir, HISTORY_FILE), start_step)
-        self.writer = tf.summary.create_file_writer(self.log_dir, flush_millis=10_000)
+        self.history = HistoryFile(os.path.join(self.logs_dir, HISTORY_FILE), start_step)
+        self.writer = tf.summary.create_file_writer(self.logs_dir, flush_millis=10_000)
         self.progress = (None if config.quiet else
                          Progress(config.epochs, start_step, config.log_every_secs, log))
         self._last_step, self._last_time = start_step, time.time()
@@ -189,9 +196,9 @@ class RunMonitor:
                   if epoch < self.total]
         gif = None
         if strips:
-            gif = os.path.join(self.log_dir, PROGRESS_GIF_FILE)
+            gif = os.path.join(self.logs_dir, PROGRESS_GIF_FILE)
             images.save_gif(strips, gif)
-        plot = os.path.join(self.log_dir, LOSS_PLOT_FILE)
+        plot = os.path.join(self.logs_dir, LOSS_PLOT_FILE)
         plot_history(read_history(self.history.path), plot)
         return gif, plot
 

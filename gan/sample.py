@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags
 
+from gan import cli
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("checkpoint_dir", "checkpoints",
@@ -90,7 +92,7 @@ def main(argv):
 
 def run():
     """Console entry point `gan-sample`, the same as `python -m gan.sample`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

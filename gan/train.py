@@ -8,6 +8,7 @@ import sys
 
 from absl import app, flags, logging
 
+from gan import cli
 from gan import config as config_lib
 
 DEFAULTS = config_lib.TrainConfig()
@@ -48,7 +49,7 @@ flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
                    "Seconds between progress lines.")
 flags.DEFINE_string(
-    "log_dir", DEFAULTS.log_dir,
+    "logs_dir", DEFAULTS.logs_dir,
     "TensorBoard logs, metrics history (metrics.jsonl), and at the end the loss plot "
     "(losses.png) and animated strips (progress.gif). Default: <checkpoint_dir>/logs. "
     "Watch a run with `tensorboard --logdir <checkpoint_dir>/logs`.")
@@ -81,7 +82,7 @@ def main(argv):
 
 def run():
     """Console entry point `gan-train`, the same as `python -m gan.train`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def train(config, log=print):
     gif, plot = run_monitor.finish()
     log(f"Done: {step - start} iterations in {time.time() - t0:.1f}s; "
         f"images in {config.image_dir}, checkpoints in {config.checkpoint_dir}.")
-    log(f"Logs in {config.resolved_log_dir()} (tensorboard --logdir "
-        f"{config.resolved_log_dir()}): loss plot {plot}"
+    log(f"Logs in {config.resolved_logs_dir()} (tensorboard --logdir "
+        f"{config.resolved_logs_dir()}): loss plot {plot}"
         + (f", progress GIF {gif}" if gif else "") + ".")
     return state
