@@ -93,7 +93,7 @@ def plot_history(records, path):
                               (bottom, ("d_real", "d_fake"), ("D(real)", "D(fake)"))):
         for name, label in zip(names, labels):
             ax.plot(steps, [r[name] for r in train], label=label, linewidth=1)
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")
         ax.grid(alpha=0.3)
     top.set_ylabel("BCE loss")
     bottom.set_ylabel("mean D output")
