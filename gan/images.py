@@ -4,7 +4,6 @@ import math
 import os
 import queue
 import re
-import tempfile
 import threading
 
 import numpy as np
@@ -12,28 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-
-# The process's umask, read once at import (reading it means setting it): files written
-# through a private temporary file get the permissions a plain open() would give them.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def atomic_write(path, write_fn):
-    """Calls write_fn(tmp_path), then renames tmp_path to path: readers never see half a file.
-    The file gets the usual permissions (0666 less the umask), not mkstemp's 0600."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from gan.files import atomic_write  # noqa: F401  (re-exported: images.atomic_write)
 
 
 class StripRenderer:

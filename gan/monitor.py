@@ -26,7 +26,7 @@ import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from gan import images
+from gan import files, images
 
 HISTORY_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "losses.png"
@@ -62,7 +62,7 @@ class HistoryFile:
     def __init__(self, path, resume_step):
         self.path = path
         kept = [r for r in read_history(path) if r["step"] <= resume_step]
-        images.atomic_write(path, lambda tmp: _write_lines(tmp, kept))
+        files.atomic_write(path, lambda tmp: _write_lines(tmp, kept))
         self._file = open(path, "a")
 
     def append(self, record):
@@ -100,7 +100,7 @@ def plot_history(records, path):
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("iteration")
     figure.tight_layout()
-    images.atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    files.atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
 
 
 # --- progress lines -----------------------------------------------------------------------

@@ -60,7 +60,7 @@ def main(argv):
         sys.exit(2)
     import numpy as np  # after flag parsing: --help stays fast
 
-    from gan import checkpoints, images, inference, models
+    from gan import checkpoints, files, images, inference, models
 
     try:
         generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
@@ -79,7 +79,7 @@ def main(argv):
     samples = inference.generate(generator, noise)
     try:
         if FLAGS.npy:
-            images.atomic_write(out, lambda tmp: np.save(tmp, samples))
+            files.atomic_write(out, lambda tmp: np.save(tmp, samples))
         else:
             pixels = inference.to_uint8(samples).numpy()
             images.save_png(images.grid(pixels, cols=FLAGS.cols), out)

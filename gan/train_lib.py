@@ -61,9 +61,11 @@ def discriminator_step(state, real_images, noise):
     Only the discriminator's variables change."""
     g, d = state.generator, state.discriminator
     fake_images = g(noise, training=True)
+    batch = tf.shape(real_images)[0]
     with tf.GradientTape() as tape:
-        p_real = d(real_images, training=True)
-        p_fake = d(fake_images, training=True)
+        # One pass over [real; fake] (2B images), as the original's train_on_batch did.
+        p = d(tf.concat([real_images, fake_images], axis=0), training=True)
+        p_real, p_fake = p[:batch], p[batch:]
         d_loss = losses.discriminator_bce(p_real, p_fake)
     state.d_optimizer.apply_gradients(
         zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))

@@ -52,11 +52,3 @@ def test_list_strips_sorts_by_epoch_and_ignores_other_files(tmp_path):
     assert [e for e, _ in images.list_strips(str(tmp_path))] == [0, 900, 1000]
     assert images.list_strips(str(tmp_path / "missing")) == []
 
-
-def test_atomic_write_gives_the_usual_permissions(tmp_path):
-    import os
-
-    images.atomic_write(str(tmp_path / "a.txt"), lambda tmp: open(tmp, "w").write("x"))
-    with open(tmp_path / "b.txt", "w") as f:
-        f.write("x")
-    assert os.stat(tmp_path / "a.txt").st_mode == os.stat(tmp_path / "b.txt").st_mode
