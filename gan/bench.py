@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
+
+from gan import cli
 
 flags.DEFINE_string("data_dir", None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
                     "~/tensorflow_datasets).")
@@ -122,7 +124,7 @@ def main(argv):
 
 def run():
     """Console entry point `gan-bench`, the same as `python -m gan.bench`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -286,7 +286,7 @@ def _main(argv):
 
 def run():
     """Console entry point `gan-data`, the same as `python -m gan.data`."""
-    from absl import app, flags
+    from absl import flags
 
     flags.DEFINE_string("prepare_from", None,
                         "Folder with the four IDX files (train-images-idx3-ubyte[.gz], "
@@ -296,7 +296,9 @@ def run():
                         "TFDS data folder to write (default: $TFDS_DATA_DIR, else "
                         "~/tensorflow_datasets); pass the same to gan.train.")
     flags.DEFINE_enum("dataset", "mnist", list(DATASETS), "Which dataset the files hold.")
-    app.run(_main)
+    from gan import cli
+
+    cli.run(_main, __name__)
 
 
 if __name__ == "__main__":

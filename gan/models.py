@@ -184,3 +184,17 @@ def call(model, x, labels=None, training=False):
             raise ValueError(f"the conditional {model.name} needs labels")
         return model([x, labels], training=training)
     return model(x, training=training)
+
+
+def build_generator(architecture):
+    """The generator of a checkpoint's architecture (the dict of TrainConfig.architecture(),
+    e.g. {"model": "mlp", "noise_dim": 100, ...}); raises ValueError for an unknown model."""
+    model = architecture.get("model")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} in architecture {architecture}")
+    return make_generator(model, architecture["noise_dim"], is_conditional(architecture))
+
+
+def is_conditional(architecture):
+    """True if the architecture's generator takes a class label as well as noise."""
+    return bool(architecture.get("conditional", False))

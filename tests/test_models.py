@@ -32,6 +32,17 @@ def test_noise_size_is_configurable(noise_dim):
     assert g.inputs[0].shape[-1] == noise_dim
 
 
+def test_build_generator_follows_the_architecture():
+    g = models.build_generator({"model": "mlp", "noise_dim": 64, "dataset": "mnist"})
+    assert g.inputs[0].shape[-1] == 64 and g.count_params() == models.build_mlp_generator(
+        64).count_params()
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        models.build_generator({"model": "resnet", "noise_dim": 64})
+    assert not models.is_conditional({"model": "mlp", "noise_dim": 100})
+    g = models.build_generator({"model": "dcgan", "noise_dim": 100, "conditional": True})
+    assert models.is_conditional({"model": "dcgan", "conditional": True}) and models.takes_labels(g)
+
+
 # --- models beyond the original -----------------------------------------------------------
 
 import keras  # noqa: E402
