@@ -230,3 +230,40 @@ def test_bad_quality_options_name_their_flag(tmp_path, bad, flag):
                                     checkpoint_dir=str(tmp_path / "c"), **bad)
     with pytest.raises(ValueError, match=flag):
         config.validate()
+
+
+def _save_conditional_ema_run(folder):
+    """A one-step conditional run with EMA, checkpointed as a training run would be."""
+    from gan import checkpoints
+
+    config = config_lib.TrainConfig(seed=0, conditional=True, ema=True, ema_decay=0.5)
+    state = train_lib.create_state(config)
+    tf.function(train_lib.train_step)(state, real_batch(8), labels_batch(8))
+    checkpoints.make_manager(state, str(folder), 1).save(checkpoint_number=1)
+    return state
+
+
+def test_restore_generator_gives_the_ema_weights_of_a_conditional_run(tmp_path):
+    from gan import checkpoints, inference
+
+    state = _save_conditional_ema_run(tmp_path)
+    generator, architecture, step = checkpoints.restore_generator(str(tmp_path))
+    assert step == 1 and architecture["conditional"] and architecture["ema"]
+    assert same(weights(generator), weights(state.ema_generator))
+    assert not same(weights(generator), weights(state.generator))
+    digits = inference.generate(generator, noise(3), labels=[4, 4, 4])
+    np.testing.assert_allclose(digits, train_lib.generate(state, noise(3), [4, 4, 4]).numpy(),
+                               atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sample_cli_draws_the_asked_digit_from_a_conditional_run(tmp_path):
+    from conftest import run_cli
+    from gan import inference
+
+    state = _save_conditional_ema_run(tmp_path / "ckpt")
+    result = run_cli("gan.sample", f"--checkpoint_dir={tmp_path}/ckpt", "--num=5", "--digit=7",
+                     "--npy", "--seed=2", f"--out={tmp_path}/s.npy", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = train_lib.generate(state, inference.sample_noise(5, 100, 2), [7] * 5).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, atol=1e-5)
