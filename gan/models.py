@@ -6,6 +6,8 @@
 The discriminator outputs a probability, as in the original; losses take it as such.
 """
 
+import json
+
 import keras
 
 IMAGE_SHAPE = (28, 28)
@@ -35,3 +37,18 @@ def build_mlp_discriminator():
         ],
         name="discriminator",
     )
+
+
+GENERATORS = {"mlp": build_mlp_generator}
+
+
+def build_generator(architecture):
+    """The (untrained) generator an architecture record describes: a dict, or the JSON that
+    TrainConfig.architecture() writes and checkpoints.read_architecture() returns, with
+    keys "model" and "noise_dim". Raises ValueError for an unknown model."""
+    if isinstance(architecture, str):
+        architecture = json.loads(architecture)
+    model = architecture.get("model")
+    if model not in GENERATORS:
+        raise ValueError(f"unknown model '{model}'; known: {', '.join(GENERATORS)}")
+    return GENERATORS[model](int(architecture["noise_dim"]))

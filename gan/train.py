@@ -47,6 +47,12 @@ flags.DEFINE_integer("steps_per_call", DEFAULTS.steps_per_call,
 flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_compile).")
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
                    "Seconds between progress lines.")
+flags.DEFINE_integer(
+    "eval_every", DEFAULTS.eval_every,
+    "Every this many epochs, judge --eval_samples generated digits with the MNIST "
+    "classifier and log the metrics of `python -m gan.evaluate` (0 = never).")
+flags.DEFINE_integer("eval_samples", DEFAULTS.eval_samples,
+                     "Generated digits per --eval_every evaluation.")
 
 
 def config_from_flags():

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, images, losses, models
+from gan import checkpoints, data, eval_lib, images, losses, models
 
 
 class TrainState(tf.train.Checkpoint):
@@ -175,7 +175,8 @@ def train(config, log=print):
             while offset < k and step < config.epochs:
                 stop = min(step + k - offset, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
-                           next_boundary(step, config.checkpoint_every))
+                           next_boundary(step, config.checkpoint_every),
+                           next_boundary(step, config.eval_every or config.epochs))
                 metrics = multi_step(batches, tf.constant(offset), tf.constant(stop - step))
                 if not bool(metrics["finite"]):
                     bad = step + int(metrics["steps"]) - 1
@@ -190,6 +191,9 @@ def train(config, log=print):
                                   images.image_path(config.image_dir, step - 1))
                 if step % config.checkpoint_every == 0 or step == config.epochs:
                     manager.save(checkpoint_number=step)
+                if config.eval_every and step % config.eval_every == 0:
+                    log(eval_lib.training_eval_line(state.generator, step, config.eval_samples,
+                                                    config.data_dir))
                 now = time.time()
                 if now - last_log >= config.log_every_secs or step == config.epochs:
                     rate = (step - last_log_step) / max(now - last_log, 1e-9)
