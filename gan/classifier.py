@@ -1,7 +1,8 @@
 """The MNIST classifier that judges generated digits, and its committed weights.
 
-A small CNN (about 121k parameters):
-  x[28,28] -> Conv 32 3x3 ReLU -> MaxPool 2 -> Conv 64 3x3 ReLU -> MaxPool 2 -> Flatten [1600]
+A small CNN (121,994 parameters, ~0.5 MB of weights):
+  x[28,28] -> Conv 32 3x3 ReLU [26,26] -> MaxPool 2 [13,13] -> Conv 64 3x3 ReLU [11,11]
+           -> Conv 64 3x3 ReLU [9,9] -> MaxPool 2 [4,4] -> Flatten [1024]
            -> Dense 64 ReLU ("features", the penultimate layer) -> Dense 10 softmax
 Its weights are committed in gan/assets so evaluation needs no training and no network and
 gives the same numbers everywhere; `python -m gan.train_classifier` reproduces them.
@@ -28,6 +29,7 @@ def build_classifier():
             keras.layers.Reshape((28, 28, 1)),
             keras.layers.Conv2D(32, 3, activation="relu"),
             keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu"),
             keras.layers.Conv2D(64, 3, activation="relu"),
             keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
@@ -89,13 +91,17 @@ def accuracy(model, images, labels):
     return float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
 
 
-def train_classifier(images, labels, epochs=3, batch_size=128, seed=0, verbose=0):
-    """Trains a fresh classifier on images [N, 28, 28] in [0, 1], labels [N] with Adam
-    (Keras defaults), no augmentation; seeded, so the same inputs give the same weights."""
+def train_classifier(images, labels, epochs=3, batch_size=64, seed=0, verbose=0):
+    """Trains a fresh classifier on images [N, 28, 28] in [0, 1], labels [N]: Adam from
+    learning rate 1e-3 decaying to 0 (cosine) over the run, no augmentation. Seeded, so the
+    same inputs give the same weights."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()  # same weights on every run
     model = build_classifier()
-    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy")
+    steps = epochs * -(-len(images) // batch_size)
+    learning_rate = keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy")
     model.fit(np.asarray(images, np.float32), np.asarray(labels, np.int32), epochs=epochs,
               batch_size=batch_size, shuffle=True, verbose=verbose)
     return model

@@ -11,7 +11,7 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 
 flags.DEFINE_integer("epochs", 3, "Passes over the 60,000 MNIST training digits.")
-flags.DEFINE_integer("batch_size", 128, "Digits per Adam step.")
+flags.DEFINE_integer("batch_size", 64, "Digits per Adam step.")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and the data order.")
 flags.DEFINE_string("output", None,
                     "Where to write the weights (a .weights.h5 file; default: the package's "
