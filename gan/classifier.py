@@ -41,12 +41,16 @@ def build_classifier():
 
 
 def save_weights(model, path):
-    """Writes the model's weights to `path` (ending in .weights.h5) atomically."""
+    """Writes the model's weights (only) to `path` (ending in .weights.h5), atomically."""
     from gan import images
+
+    # A compiled model's file would also hold Adam's two slots per weight (3x the size).
+    plain = build_classifier()
+    plain.set_weights(model.get_weights())
 
     def write(tmp):
         # Keras insists on the .weights.h5 suffix, which atomic_write's temp name lacks.
-        model.save_weights(tmp + ".weights.h5")
+        plain.save_weights(tmp + ".weights.h5")
         os.replace(tmp + ".weights.h5", tmp)
 
     images.atomic_write(path, write)
