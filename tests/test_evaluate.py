@@ -25,17 +25,16 @@ def test_real_training_digits_reach_the_floor_and_a_repeated_digit_does_not(
     assert others["class_kl"] < 0.01
     assert others["classifier_score"] > 9.0
     assert others["precision"] > 0.6 and others["recall"] > 0.6
-    assert others["kid"] < 0.01
 
     one_digit = eval_lib.evaluate_images(np.repeat(images[:1], 2000, axis=0), data_dir)
     assert one_digit["modes_covered"] == 1
     assert one_digit["class_kl"] == pytest.approx(np.log(10), abs=1e-6)
     assert one_digit["classifier_score"] < 1.01
     assert one_digit["recall"] < 0.01
-    assert one_digit["fd"] > 20 * others["fd"]
-    assert one_digit["kid"] > 20 * others["kid"]
-    # another sample of real digits lands within a small margin of the floor
-    assert others["fd"] < floor_2000["fd"] + 0.2 * (one_digit["fd"] - floor_2000["fd"]) / 20
+    # Another sample of real digits lands at the floor; the distances are on the scale of
+    # the classifier's features, so they are judged against the collapsed set's.
+    assert others["fd"] < 2 * floor_2000["fd"] and one_digit["fd"] > 100 * others["fd"]
+    assert abs(others["kid"]) < 0.005 * one_digit["kid"]  # unbiased: ~0, either sign
 
 
 def test_real_floor_is_cached_per_process(data_dir, floor_2000):
