@@ -65,7 +65,8 @@ def check_images(images, source="images"):
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
     if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{source}: expected images of shape [N, 28, 28], got {list(images.shape)}")
+        raise ValueError(
+            f"{source}: expected images of shape [N, 28, 28], got {list(images.shape)}")
     if len(images) < MIN_IMAGES:
         raise ValueError(f"{source}: need at least {MIN_IMAGES} images, got {len(images)}")
     if images.dtype == np.uint8:
