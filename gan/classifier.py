@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gan import files
+
 WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets",
                             "mnist_classifier.weights.h5")
 FEATURES_LAYER = "features"
@@ -42,8 +44,6 @@ def build_classifier():
 
 def save_weights(model, path):
     """Writes the model's weights (only) to `path` (ending in .weights.h5), atomically."""
-    from gan import images
-
     # A compiled model's file would also hold Adam's two slots per weight (3x the size).
     plain = build_classifier()
     plain.set_weights(model.get_weights())
@@ -53,7 +53,7 @@ def save_weights(model, path):
         plain.save_weights(tmp + ".weights.h5")
         os.replace(tmp + ".weights.h5", tmp)
 
-    images.atomic_write(path, write)
+    files.atomic_write(path, write)
 
 
 @functools.lru_cache(maxsize=2)

@@ -10,7 +10,6 @@ printed table, and the one-line summary that training logs.
 import dataclasses
 import functools
 import glob
-import json
 import os
 
 import numpy as np
@@ -151,48 +150,30 @@ def real_floor(num_samples=DEFAULT_NUM_SAMPLES, data_dir=None):
 
 
 def restore_generator(checkpoint_dir):
-    """(generator, checkpoint prefix, architecture dict) from the newest checkpoint in
-    `checkpoint_dir`. Raises checkpoints.CheckpointError if there is none or it is unusable."""
-    import tensorflow as tf
-
+    """(generator, architecture dict, step) of the newest usable checkpoint in
+    `checkpoint_dir` (checkpoints.restore_generator), refusing generators the evaluator
+    cannot judge. Raises checkpoints.CheckpointError."""
     from gan import models
 
-    if not os.path.isdir(checkpoint_dir):
-        raise checkpoints.CheckpointError(f"--checkpoint_dir={checkpoint_dir} does not exist")
-    found = checkpoints.list_checkpoints(checkpoint_dir)
-    if not found:
+    generator, architecture, step = checkpoints.restore_generator(checkpoint_dir)
+    if architecture.get("dataset", "mnist") != "mnist":
         raise checkpoints.CheckpointError(
-            f"--checkpoint_dir={checkpoint_dir} holds no checkpoints (ckpt-<step>.index); "
-            "train first with `python -m gan.train`, or pass --images")
-    prefix = found[0]
-    try:
-        saved = checkpoints.read_architecture(prefix)
-        if saved is None:
-            raise ValueError("it records no architecture")
-        architecture = json.loads(saved)
-        if architecture.get("dataset", "mnist") != "mnist":
-            raise ValueError(f"it was trained on {architecture['dataset']}; the evaluator "
-                             "judges MNIST digits")
-        generator = models.build_generator(architecture)
-        tf.train.Checkpoint(generator=generator).restore(prefix).expect_partial() \
-            .assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+            f"{checkpoint_dir}: the generator was trained on {architecture['dataset']}; "
+            "the evaluator judges MNIST digits")
+    if models.is_conditional(architecture):
         raise checkpoints.CheckpointError(
-            f"cannot restore the generator from {prefix}: {str(e).splitlines()[0][:300]}") from None
-    return generator, prefix, architecture
+            f"{checkpoint_dir}: class-conditional generators are not evaluated yet")
+    return generator, architecture, step
 
 
-def sample_images(generator, num_samples, seed=0, batch_size=1000):
-    """num_samples images [N, 28, 28] from `generator` on N(0, 1) noise drawn with `seed`
-    (numpy, so the same seed gives the same noise on any device and never touches the
-    training noise generator)."""
-    import tensorflow as tf
+def sample_images(generator, num_samples, seed=0):
+    """num_samples images [N, 28, 28] in [0, 1] from `generator`: the digits of
+    `python -m gan.sample --seed=seed` (a stateless draw, which never touches the training
+    noise generator)."""
+    from gan import inference
 
-    noise_dim = generator.inputs[0].shape[-1]
-    noise = np.random.default_rng(seed).standard_normal((num_samples, noise_dim), np.float32)
-    generate = tf.function(lambda z: generator(z, training=False), reduce_retracing=True)
-    return np.concatenate([generate(tf.constant(noise[i:i + batch_size])).numpy()
-                           for i in range(0, num_samples, batch_size)])
+    noise = inference.sample_noise(num_samples, generator.inputs[0].shape[-1], seed)
+    return inference.generate(generator, noise)
 
 
 def format_table(generated, floor):
@@ -224,9 +205,13 @@ def evaluate_generator(generator, num_samples, data_dir=None, seed=0):
     return generated, real_floor(num_samples, data_dir)
 
 
-def training_eval_line(generator, step, num_samples, data_dir=None):
-    """What training logs every --eval_every steps: the metrics of num_samples samples
-    (always from the same noise, so lines compare across steps), real floor in brackets."""
+def training_eval(generator, step, num_samples, data_dir=None):
+    """What training records every --eval_every steps: the metrics of num_samples samples
+    (always from the same noise, so they compare across steps). Returns (scalars named
+    eval/<metric> for TensorBoard and the history, the log line with the real floor in
+    brackets)."""
     generated, floor = evaluate_generator(generator, num_samples, data_dir)
-    return f"eval at epoch {step} ({num_samples} samples; [real floor]): " + \
-        summary_line(generated, floor)
+    scalars = {f"eval/{key}": generated[key] for key in ROWS}
+    line = (f"eval at epoch {step} ({num_samples} samples; [real floor]): "
+            + summary_line(generated, floor))
+    return scalars, line

@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags, logging
 
+from gan import cli
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("checkpoint_dir", "checkpoints",
@@ -42,7 +44,7 @@ def check_json_out(path):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gan import checkpoints, data, eval_lib, images  # after flag parsing: --help is fast
+    from gan import checkpoints, data, eval_lib, files  # after flag parsing: --help is fast
 
     logging.set_verbosity(logging.WARNING)
     try:
@@ -54,17 +56,21 @@ def main(argv):
             pictures = eval_lib.load_images(FLAGS.images)
             source = {"images": os.path.abspath(FLAGS.images)}
         else:
-            generator, prefix, architecture = eval_lib.restore_generator(FLAGS.checkpoint_dir)
+            generator, architecture, step = eval_lib.restore_generator(FLAGS.checkpoint_dir)
             pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed)
-            source = {"checkpoint": os.path.abspath(prefix), "architecture": architecture,
-                      "seed": FLAGS.seed}
+            source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
+                      "architecture": architecture, "seed": FLAGS.seed}
         generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir)
         floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)
-    except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError) as e:
+    except checkpoints.CheckpointError as e:
+        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (ValueError, data.DataUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
-    where = source.get("checkpoint") or source["images"]
+    where = (source["images"] if FLAGS.images else
+             f"{source['checkpoint_dir']} (step {source['step']})")
     print(f"{len(pictures)} samples from {where}, against the MNIST test split:")
     print(eval_lib.format_table(generated, floor))
     line = json.dumps({**source, "generated": generated, "real_floor": floor})
@@ -74,13 +80,13 @@ def main(argv):
             with open(tmp, "w") as f:
                 f.write(line + "\n")
 
-        images.atomic_write(FLAGS.json_out, write)
+        files.atomic_write(FLAGS.json_out, write)
         print(f"Wrote {FLAGS.json_out}")
 
 
 def run():
     """Console entry point `gan-evaluate`, the same as `python -m gan.evaluate`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@
 The discriminator outputs a probability, as in the original; losses take it as such.
 """
 
-import json
-
 import keras
 
 IMAGE_SHAPE = (28, 28)
@@ -39,16 +37,15 @@ def build_mlp_discriminator():
     )
 
 
-GENERATORS = {"mlp": build_mlp_generator}
-
-
 def build_generator(architecture):
-    """The (untrained) generator an architecture record describes: a dict, or the JSON that
-    TrainConfig.architecture() writes and checkpoints.read_architecture() returns, with
-    keys "model" and "noise_dim". Raises ValueError for an unknown model."""
-    if isinstance(architecture, str):
-        architecture = json.loads(architecture)
+    """The generator of a checkpoint's architecture (the dict of TrainConfig.architecture(),
+    e.g. {"model": "mlp", "noise_dim": 100, ...}); raises ValueError for an unknown model."""
     model = architecture.get("model")
-    if model not in GENERATORS:
-        raise ValueError(f"unknown model '{model}'; known: {', '.join(GENERATORS)}")
-    return GENERATORS[model](int(architecture["noise_dim"]))
+    if model == "mlp":
+        return build_mlp_generator(architecture["noise_dim"])
+    raise ValueError(f"unknown model {model!r} in architecture {architecture}")
+
+
+def is_conditional(architecture):
+    """True if the architecture's generator takes a class label as well as noise."""
+    return bool(architecture.get("conditional", False))

@@ -8,6 +8,8 @@ import sys
 
 from absl import app, flags, logging
 
+from gan import cli
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_integer("epochs", 3, "Passes over the 60,000 MNIST training digits.")
@@ -54,7 +56,7 @@ def main(argv):
 
 def run():
     """Console entry point `gan-train-classifier`, the same as `python -m gan.train_classifier`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

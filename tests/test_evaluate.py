@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from gan import checkpoints, eval_lib, train_lib
+from gan import checkpoints, eval_lib, monitor, train_lib
 from gan.config import TrainConfig
 
 
@@ -82,7 +82,7 @@ def test_bad_png_folders_are_named(tmp_path):
 def test_restore_generator_refuses_missing_and_empty_folders(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
         eval_lib.restore_generator(str(tmp_path / "none"))
-    with pytest.raises(checkpoints.CheckpointError, match="holds no checkpoints"):
+    with pytest.raises(checkpoints.CheckpointError, match="holds no checkpoint"):
         eval_lib.restore_generator(str(tmp_path))
 
 
@@ -103,11 +103,14 @@ def test_training_logs_evaluations_without_changing_the_run(tmp_path, data_dir):
     lines = [line for line in logs if line.startswith("eval at epoch")]
     assert [line.split()[3] for line in lines] == ["15", "30"]
     assert "200 samples" in lines[0] and "modes=" in lines[0] and "recall=" in lines[0]
+    history = monitor.read_history(str(tmp_path / "a" / "ckpt" / "logs" / "metrics.jsonl"))
+    evals = [r for r in history if "eval/fd" in r]
+    assert [r["step"] for r in evals] == [15, 30] and 0 <= evals[0]["eval/recall"] <= 1
     for x, y in zip(evaluated.generator.get_weights(), plain.generator.get_weights()):
         assert np.array_equal(x, y)  # sampling for evaluation never touches training noise
 
-    generator, prefix, architecture = eval_lib.restore_generator(str(tmp_path / "a" / "ckpt"))
-    assert prefix.endswith("ckpt-40") and architecture["model"] == "mlp"
+    generator, architecture, step = eval_lib.restore_generator(str(tmp_path / "a" / "ckpt"))
+    assert step == 40 and architecture["model"] == "mlp"
     for x, y in zip(generator.get_weights(), evaluated.generator.get_weights()):
         assert np.array_equal(x, y)
     a, b = (eval_lib.sample_images(generator, 30, seed=1) for _ in range(2))
@@ -143,7 +146,7 @@ def test_cli_evaluates_a_npy_file_and_writes_json(tmp_path, data_dir, mnist_trai
 def test_cli_fails_clearly_on_an_empty_checkpoint_folder(tmp_path):
     result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", timeout=120)
     assert result.returncode == 2
-    assert f"error: --checkpoint_dir={tmp_path} holds no checkpoints" in result.stderr
+    assert f"error: --checkpoint_dir={tmp_path}: {tmp_path} holds no checkpoint" in result.stderr
 
 
 @pytest.mark.slow
