@@ -57,6 +57,12 @@ flags.DEFINE_string(
     "Watch a run with `tensorboard --logdir <checkpoint_dir>/logs`.")
 flags.DEFINE_bool("quiet", DEFAULTS.quiet,
                   "Print no progress lines (start, end and warnings still print).")
+flags.DEFINE_integer(
+    "eval_every", DEFAULTS.eval_every,
+    "Every this many epochs, judge --eval_samples generated digits with the MNIST "
+    "classifier and log the metrics of `python -m gan.evaluate` (0 = never).")
+flags.DEFINE_integer("eval_samples", DEFAULTS.eval_samples,
+                     "Generated digits per --eval_every evaluation.")
 # Beyond the original: recipes in experiments/*.flags use these.
 flags.DEFINE_bool("conditional", DEFAULTS.conditional,
                   "Class-conditional GAN: G and D take the digit label; strips show 0-9.")

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, images, losses, models, monitor
+from gan import checkpoints, data, eval_lib, images, losses, models, monitor
 
 
 class TrainState(tf.train.Checkpoint):
@@ -277,7 +277,8 @@ def train(config, log=print):
             while offset < k and step < config.epochs:
                 stop = min(step + k - offset, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
-                           next_boundary(step, config.checkpoint_every))
+                           next_boundary(step, config.checkpoint_every),
+                           next_boundary(step, config.eval_every or config.epochs))
                 metrics = multi_step(batches, tf.constant(offset), tf.constant(stop - step),
                                      labels)
                 if not bool(metrics["finite"]):
@@ -296,6 +297,11 @@ def train(config, log=print):
                     run_monitor.on_strip(step - 1, strip)
                 if step % config.checkpoint_every == 0 or step == config.epochs:
                     manager.save(checkpoint_number=step)
+                if config.eval_every and step % config.eval_every == 0:
+                    scalars, line = eval_lib.training_eval(
+                        sampling_generator(state), step, config.eval_samples, config.data_dir)
+                    log(line)
+                    run_monitor.write_scalars(step, scalars)
     gif, plot = run_monitor.finish()
     log(f"Done: {step - start} iterations in {time.time() - t0:.1f}s; "
         f"images in {config.image_dir}, checkpoints in {config.checkpoint_dir}.")
