@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, images, losses, models
+from gan import checkpoints, data, images, interrupts, losses, models
 
 
 class TrainState(tf.train.Checkpoint):
@@ -141,7 +141,44 @@ def next_boundary(step, every, offset=0):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or Inf; no checkpoint of the bad weights was written."""
+    """A loss (or a weight) became NaN or Inf; no checkpoint of the bad weights was written."""
+
+
+def state_is_finite(state):
+    """True if every float variable of both networks and both optimizers (slots) is finite."""
+    variables = (state.generator.variables + state.discriminator.variables
+                 + state.g_optimizer.variables + state.d_optimizer.variables)
+    for variable in variables:
+        value = np.asarray(variable.numpy())
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            return False
+    return True
+
+
+def save_checkpoint(state, manager):
+    """Saves `state` as ckpt-<step>. A loss can stay finite for the step whose update made a
+    weight NaN, so the weights themselves are checked first: if any is NaN or Inf, raises
+    NonFiniteLossError and writes nothing."""
+    step = int(state.step.numpy())
+    if not state_is_finite(state):
+        raise NonFiniteLossError(
+            f"a weight or optimizer value became NaN or Inf by epoch {step - 1}; stopped "
+            f"without saving it. The last good checkpoint is kept in {manager.directory}.")
+    return manager.save(checkpoint_number=step)
+
+
+def stop_on_signal(request, state, manager, saved_step):
+    """After a stop signal: saves a checkpoint at the current step (unless `saved_step`, the
+    last one saved, is it already) and returns the interrupts.Interrupted to raise, whose
+    message says where the run stopped."""
+    step = int(state.step.numpy())
+    if step != saved_step:
+        save_checkpoint(state, manager)
+    where = (f"checkpoint {os.path.join(manager.directory, f'ckpt-{step}')} holds it"
+             if step else "nothing trained yet, nothing saved")
+    message = (f"stopped by {request.name} at epoch {step} ({where}); run the same command "
+               f"to resume. Exit code {interrupts.exit_code(request.signum)}.")
+    return interrupts.Interrupted(request.signum, step, message)
 
 
 def train(config, log=print):
@@ -149,17 +186,25 @@ def train(config, log=print):
 
     The image for epoch e (0-based, e % save_every == 0) is written after iteration e,
     i.e. when the step counter reaches e + 1, as in the original loop. Returns the state.
+
+    Raises NonFiniteLossError on a NaN/Inf loss or weight (nothing bad is saved), and
+    interrupts.Interrupted after SIGINT/SIGTERM, once a checkpoint of the current step is
+    written and the pending images are flushed.
     """
     config.validate()
-    train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     state = create_state(config)
-    manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints)
+    manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints,
+                                       log=log)
     start = checkpoints.restore_latest(state, manager, config.architecture(), log=log)
     if start >= config.epochs:
         log(f"Already trained {start} of {config.epochs} epochs; nothing to do.")
         return state
     log(f"{'Resuming from' if start else 'Starting at'} step {start}; "
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
+    # After the checkpoint checks: a refused resume or a finished run needs no data.
+    train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
 
     k = config.steps_per_call
     stream = iter(data.make_batches(train_images, train_labels, config.batch_size,
@@ -168,11 +213,15 @@ def train(config, log=print):
     generate = make_generate(state)
     renderer = images.StripRenderer(config.num_images)
     step, last_log, last_log_step, t0 = start, time.time(), start, time.time()
-    with images.BackgroundWriter() as writer:
+    saved_step = start
+    # On exit (also by an exception) the writer finishes its images before handlers go.
+    with interrupts.stop_requested() as interrupt, images.BackgroundWriter() as writer:
         while step < config.epochs:
             batches, _ = next(stream)
             offset = 0
             while offset < k and step < config.epochs:
+                if interrupt:
+                    raise stop_on_signal(interrupt, state, manager, saved_step)
                 stop = min(step + k - offset, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
                            next_boundary(step, config.checkpoint_every))
@@ -189,7 +238,8 @@ def train(config, log=print):
                     writer.submit(renderer.save, generate(state.fixed_noise).numpy(),
                                   images.image_path(config.image_dir, step - 1))
                 if step % config.checkpoint_every == 0 or step == config.epochs:
-                    manager.save(checkpoint_number=step)
+                    save_checkpoint(state, manager)
+                    saved_step = step
                 now = time.time()
                 if now - last_log >= config.log_every_secs or step == config.epochs:
                     rate = (step - last_log_step) / max(now - last_log, 1e-9)
