@@ -17,6 +17,12 @@ class CheckpointError(RuntimeError):
     """Checkpoints exist but none can be used (damaged, or from another configuration)."""
 
 
+# What reading a damaged checkpoint raises: OpError (DataLoss, NotFound, ...), ValueError
+# (also undecodable text), IndexError ("Read less bytes than requested", an empty data
+# file), AssertionError (restore matched no values).
+DAMAGE_ERRORS = (tf.errors.OpError, ValueError, IndexError, AssertionError)
+
+
 def make_manager(state, directory, max_to_keep, log=print):
     """A CheckpointManager saving `state` as <directory>/ckpt-<step>.
 
@@ -89,7 +95,7 @@ def restore_latest(state, manager, architecture, log=print):
     for prefix in candidates:
         try:
             saved = read_architecture(prefix)
-        except (tf.errors.OpError, ValueError) as e:
+        except DAMAGE_ERRORS as e:
             skipped.append(f"{prefix} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
             continue
         if saved is not None and saved != architecture:
@@ -99,7 +105,7 @@ def restore_latest(state, manager, architecture, log=print):
                 "for a new configuration; nothing was changed.")
         try:
             state.restore(prefix).assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except DAMAGE_ERRORS as e:
             skipped.append(f"{prefix} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
             continue
         for item in skipped:
