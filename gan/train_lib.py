@@ -181,6 +181,18 @@ def stop_on_signal(request, state, manager, saved_step):
     return interrupts.Interrupted(request.signum, step, message)
 
 
+def apply_learning_rates(state, config, log=print):
+    """Sets both optimizers' learning rates to config's. A checkpoint holds the rates it was
+    saved with, and restoring it would otherwise silently override --g_learning_rate and
+    --d_learning_rate on a resumed run; a change is logged."""
+    for name, optimizer in (("g_learning_rate", state.g_optimizer),
+                            ("d_learning_rate", state.d_optimizer)):
+        wanted, current = getattr(config, name), float(optimizer.learning_rate.numpy())
+        if current != float(np.float32(wanted)):
+            log(f"--{name}={wanted:g} replaces the checkpoint's {current:g}.")
+            optimizer.learning_rate = wanted
+
+
 def train(config, log=print):
     """Trains to config.epochs iterations, resuming from config.checkpoint_dir.
 
@@ -198,6 +210,7 @@ def train(config, log=print):
     manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints,
                                        log=log)
     start = checkpoints.restore_latest(state, manager, config.architecture(), log=log)
+    apply_learning_rates(state, config, log=log)
     if start >= config.epochs:
         log(f"Already trained {start} of {config.epochs} epochs; nothing to do.")
         return state

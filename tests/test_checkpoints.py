@@ -202,3 +202,14 @@ def test_a_nan_weight_is_never_saved(tmp_path, data_dir):
     with pytest.raises(train_lib.NonFiniteLossError, match="NaN or Inf"):
         train_lib.save_checkpoint(state, manager)
     assert checkpoints.list_checkpoints(config.checkpoint_dir) == []
+
+
+def test_a_resumed_run_uses_the_learning_rates_it_is_given(tmp_path, data_dir):
+    train_lib.train(tiny_config(tmp_path, data_dir, epochs=40), log=lambda s: None)
+    logs = []
+    state = train_lib.train(tiny_config(tmp_path, data_dir, epochs=41, d_learning_rate=2e-4),
+                            log=logs.append)
+    assert float(state.d_optimizer.learning_rate.numpy()) == np.float32(2e-4)
+    assert float(state.g_optimizer.learning_rate.numpy()) == np.float32(1e-3)
+    assert any("--d_learning_rate=0.0002 replaces the checkpoint's 0.001" in line
+               for line in logs), logs
