@@ -6,11 +6,14 @@ deleted by a failed restore, and a run never silently restarts from step 0 over 
 """
 
 import glob
+import json
 import os
 import re
 import time
 
 import tensorflow as tf
+
+from gan import models
 
 
 class CheckpointError(RuntimeError):
@@ -82,6 +85,14 @@ def read_architecture(prefix):
     return reader.get_tensor(key).decode()
 
 
+STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # TrainState.step in a checkpoint
+
+
+def describe_failure(prefix, error):
+    """One line naming a checkpoint and why it could not be used."""
+    return f"{prefix} ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+
+
 def restore_latest(state, manager, architecture, log=print):
     """Restores the newest usable checkpoint into `state`; returns its step (0 if none).
 
@@ -96,7 +107,7 @@ def restore_latest(state, manager, architecture, log=print):
         try:
             saved = read_architecture(prefix)
         except DAMAGE_ERRORS as e:
-            skipped.append(f"{prefix} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            skipped.append(describe_failure(prefix, e))
             continue
         if saved is not None and saved != architecture:
             raise CheckpointError(
@@ -106,7 +117,7 @@ def restore_latest(state, manager, architecture, log=print):
         try:
             state.restore(prefix).assert_existing_objects_matched()
         except DAMAGE_ERRORS as e:
-            skipped.append(f"{prefix} ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            skipped.append(describe_failure(prefix, e))
             continue
         for item in skipped:
             log(f"WARNING: skipped damaged checkpoint {item}")
@@ -116,3 +127,36 @@ def restore_latest(state, manager, architecture, log=print):
         f"Checkpoints exist in {manager.directory} but none could be restored:\n  "
         + "\n  ".join(skipped)
         + "\nRefusing to start again from step 0 over them; move them away to start afresh.")
+
+
+def restore_generator(checkpoint_dir):
+    """(generator, architecture dict, step) from the newest usable checkpoint in
+    `checkpoint_dir`, reading only the generator's weights; a damaged newest one is skipped.
+
+    Raises CheckpointError if the folder does not exist, holds no checkpoint, or none of its
+    checkpoints can be restored.
+    """
+    if not os.path.isdir(checkpoint_dir):
+        raise CheckpointError(f"{checkpoint_dir} does not exist")
+    candidates = list_checkpoints(checkpoint_dir)
+    if not candidates:
+        raise CheckpointError(
+            f"{checkpoint_dir} holds no checkpoint (ckpt-<step>.index); train one first with "
+            f"python -m gan.train --checkpoint_dir={checkpoint_dir}")
+    failures = []
+    for prefix in candidates:
+        try:
+            saved = read_architecture(prefix)
+            if saved is None:
+                raise ValueError("it has no architecture record")
+            architecture = json.loads(saved)
+            generator = models.build_generator(architecture)
+            status = tf.train.Checkpoint(generator=generator).restore(prefix)
+            status.assert_existing_objects_matched().expect_partial()
+            step = int(tf.train.load_checkpoint(prefix).get_tensor(STEP_KEY))
+        except DAMAGE_ERRORS as e:
+            failures.append(describe_failure(prefix, e))
+            continue
+        return generator, architecture, step
+    raise CheckpointError(f"no checkpoint in {checkpoint_dir} could be restored:\n  "
+                          + "\n  ".join(failures))

@@ -33,6 +33,8 @@ class TrainConfig:
     steps_per_call: int = 100
     xla: bool = True
     log_every_secs: float = 10.0
+    logs_dir: str = ""  # TensorBoard logs and metrics history; "" means <checkpoint_dir>/logs
+    quiet: bool = False  # no progress lines
     # tf.config.experimental.enable_op_determinism() for the whole process (it cannot be
     # turned off again): same seed, same bits, also across an interrupted and resumed run.
     # Off by default: it cost roughly 20-50% of the speed in a short CPU run (README).
@@ -61,6 +63,12 @@ class TrainConfig:
                 f"--dataset must be one of {', '.join(data.DATASETS)}, got '{self.dataset}'")
         for name in ("image_dir", "checkpoint_dir"):
             check_writable_dir(getattr(self, name), name)
+        check_writable_dir(self.resolved_logs_dir(), "logs_dir")
+
+    def resolved_logs_dir(self):
+        """--logs_dir, or <checkpoint_dir>/logs when it is empty: a run's logs and metrics
+        history stay with the checkpoints they must agree with on a resume."""
+        return self.logs_dir or os.path.join(self.checkpoint_dir, "logs")
 
     def architecture(self):
         """JSON of the fields a checkpoint must agree with to be resumed."""

@@ -9,7 +9,9 @@ checkpointed `tf.data` iterator, whose shuffle buffer of images would make every
 """
 
 import functools
+import glob
 import gzip
+import hashlib
 import os
 import shutil
 import socket
@@ -19,6 +21,8 @@ import threading
 
 import numpy as np
 import tensorflow as tf
+
+from gan.files import atomic_write, cache_dir
 
 DATASETS = ("mnist", "fashion_mnist")
 IDX_FILES = {
@@ -93,20 +97,54 @@ def load_split(name="mnist", split="train", data_dir=None):
 
     Goes through `tfds.load` (downloading if needed and possible); the 47 MB of MNIST
     then stay in memory so the training stream never touches disk or Python per step.
-    Cached per process: the arrays returned are read-only and shared.
+    The decoded arrays are also cached as .npz (see `cache_path`), which turns the ~4 s
+    of PNG decoding and TFDS import into ~0.1 s on later runs. Cached per process too:
+    the arrays returned are read-only and shared.
     """
     return _load_split_cached(name, split, resolve_data_dir(data_dir))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_split_cached(name, split, data_dir):
-    folder = ensure_available(name, data_dir)
-    ds = _tfds().load(name, split=split, data_dir=folder)
-    ds = ds.map(lambda ex: (ex["image"][..., 0], tf.cast(ex["label"], tf.int32)))
-    images, labels = ds.batch(1 << 20).get_single_element()
-    images, labels = images.numpy(), labels.numpy()
+    cache = cache_path(name, split, data_dir)
+    if cache and os.path.exists(cache):
+        with np.load(cache) as f:
+            images, labels = f["images"], f["labels"]
+    else:
+        folder = ensure_available(name, data_dir)
+        ds = _tfds().load(name, split=split, data_dir=folder)
+        ds = ds.map(lambda ex: (ex["image"][..., 0], tf.cast(ex["label"], tf.int32)))
+        images, labels = ds.batch(1 << 20).get_single_element()
+        images, labels = images.numpy(), labels.numpy()
+        if cache:
+            _write_cache(cache, images, labels)
     images.flags.writeable = labels.flags.writeable = False
     return images, labels
+
+
+def cache_path(name, split, data_dir):
+    """Path of the decoded-array cache of a prepared split, or None if it is not prepared.
+
+    The name includes a fingerprint of the prepared files (path, size, mtime), so a
+    re-prepared dataset is never served stale. Folder: $GAN_CACHE_DIR, else ~/.cache/gan.
+    """
+    infos = sorted(glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json")))
+    if not infos:
+        return None
+    shards = sorted(glob.glob(os.path.join(os.path.dirname(infos[-1]), f"*-{split}.*")))
+    if not shards:
+        return None
+    stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in [infos[-1], *shards]]
+    digest = hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir(), f"{name}-{split}-{digest}.npz")
+
+
+def _write_cache(path, images, labels):
+    """Best effort: a read-only or full disk only costs the speed-up, never the run."""
+    try:
+        atomic_write(path, lambda tmp: np.savez(tmp, images=images, labels=labels))
+    except OSError:
+        pass
 
 
 def index_stream(num_examples, seed, start_position=0):
@@ -248,7 +286,7 @@ def _main(argv):
 
 def run():
     """Console entry point `gan-data`, the same as `python -m gan.data`."""
-    from absl import app, flags
+    from absl import flags
 
     flags.DEFINE_string("prepare_from", None,
                         "Folder with the four IDX files (train-images-idx3-ubyte[.gz], "
@@ -258,7 +296,9 @@ def run():
                         "TFDS data folder to write (default: $TFDS_DATA_DIR, else "
                         "~/tensorflow_datasets); pass the same to gan.train.")
     flags.DEFINE_enum("dataset", "mnist", list(DATASETS), "Which dataset the files hold.")
-    app.run(_main)
+    from gan import cli
+
+    cli.run(_main, __name__)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Image files: the original's strip of generated digits, written atomically, off the training path."""
 
+import math
 import os
 import queue
-import tempfile
+import re
 import threading
 
 import numpy as np
@@ -10,20 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-
-def atomic_write(path, write_fn):
-    """Calls write_fn(tmp_path), then renames tmp_path to path: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from gan.files import atomic_write  # noqa: F401  (re-exported: images.atomic_write)
 
 
 class StripRenderer:
@@ -57,8 +45,7 @@ class StripRenderer:
 
     def save(self, images, path):
         """Renders `images` and writes them to `path` as a PNG, atomically."""
-        pixels = Image.fromarray(self.render(images), mode="L")
-        atomic_write(path, lambda tmp: pixels.save(tmp, format="PNG"))
+        save_png(self.render(images), path)
 
 
 def save_strip(images, path):
@@ -66,9 +53,56 @@ def save_strip(images, path):
     StripRenderer(len(images)).save(images, path)
 
 
+def grid(images, cols=None, padding=2):
+    """Tiles images [N, H, W] row by row into one picture [rows*(H+p)+p, cols*(W+p)+p]
+    (p = padding, filled with zeros, as torchvision's make_grid), keeping the dtype.
+    cols defaults to ceil(sqrt(N)), a near-square grid."""
+    images = np.asarray(images)
+    n, h, w = images.shape
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding), images.dtype)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        y, x = padding + r * (h + padding), padding + c * (w + padding)
+        out[y:y + h, x:x + w] = image
+    return out
+
+
+def save_png(pixels, path):
+    """Writes uint8 grayscale pixels [H, W] to `path` as a PNG, atomically."""
+    image = Image.fromarray(np.asarray(pixels, np.uint8), mode="L")
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_gif(paths, out, frame_ms=200, last_frame_ms=2000):
+    """Writes the images at `paths` as one looping animated GIF, one frame each in the given
+    order, the last held longer; atomically. (Pillow merges a frame identical to the one
+    before it into that one.)"""
+    if not paths:
+        raise ValueError("no images to put in a GIF")
+    frames = []
+    for path in paths:
+        with Image.open(path) as image:
+            frames.append(image.convert("L"))
+    durations = [frame_ms] * (len(frames) - 1) + [last_frame_ms]
+    atomic_write(out, lambda tmp: frames[0].save(
+        tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0))
+
+
 def image_path(image_dir, epoch):
     """The original's name for the images of one epoch: <dir>/generated_<epoch>.png."""
     return os.path.join(image_dir, f"generated_{epoch}.png")
+
+
+def list_strips(image_dir):
+    """[(epoch, path)] of the generated_<epoch>.png files in image_dir, by epoch."""
+    found = []
+    for name in os.listdir(image_dir) if os.path.isdir(image_dir) else []:
+        match = re.fullmatch(r"generated_(\d+)\.png", name)
+        if match:
+            found.append((int(match.group(1)), os.path.join(image_dir, name)))
+    return sorted(found)
 
 
 class BackgroundWriter:

@@ -35,3 +35,17 @@ def build_mlp_discriminator():
         ],
         name="discriminator",
     )
+
+
+def build_generator(architecture):
+    """The generator of a checkpoint's architecture (the dict of TrainConfig.architecture(),
+    e.g. {"model": "mlp", "noise_dim": 100, ...}); raises ValueError for an unknown model."""
+    model = architecture.get("model")
+    if model == "mlp":
+        return build_mlp_generator(architecture["noise_dim"])
+    raise ValueError(f"unknown model {model!r} in architecture {architecture}")
+
+
+def is_conditional(architecture):
+    """True if the architecture's generator takes a class label as well as noise."""
+    return bool(architecture.get("conditional", False))

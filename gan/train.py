@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
+from gan import cli
 from gan import config as config_lib
 
 DEFAULTS = config_lib.TrainConfig()
@@ -52,6 +53,13 @@ flags.DEFINE_integer("steps_per_call", DEFAULTS.steps_per_call,
 flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_compile).")
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
                    "Seconds between progress lines.")
+flags.DEFINE_string(
+    "logs_dir", DEFAULTS.logs_dir,
+    "TensorBoard logs, metrics history (metrics.jsonl), and at the end the loss plot "
+    "(losses.png) and animated strips (progress.gif). Default: <checkpoint_dir>/logs. "
+    "Watch a run with `tensorboard --logdir <checkpoint_dir>/logs`.")
+flags.DEFINE_bool("quiet", DEFAULTS.quiet,
+                  "Print no progress lines (start, end and warnings still print).")
 flags.DEFINE_bool("deterministic", DEFAULTS.deterministic,
                   "TensorFlow op determinism: the same seed gives bit-identical weights, also "
                   "after an interruption and resume, on any device (slower; see README).")
@@ -85,7 +93,7 @@ def main(argv):
 
 def run():
     """Console entry point `gan-train`, the same as `python -m gan.train`."""
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

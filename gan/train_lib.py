@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, images, interrupts, losses, models
+from gan import checkpoints, data, images, interrupts, losses, models, monitor
 
 
 class TrainState(tf.train.Checkpoint):
@@ -61,9 +61,11 @@ def discriminator_step(state, real_images, noise):
     Only the discriminator's variables change."""
     g, d = state.generator, state.discriminator
     fake_images = g(noise, training=True)
+    batch = tf.shape(real_images)[0]
     with tf.GradientTape() as tape:
-        p_real = d(real_images, training=True)
-        p_fake = d(fake_images, training=True)
+        # One pass over [real; fake] (2B images), as the original's train_on_batch did.
+        p = d(tf.concat([real_images, fake_images], axis=0), training=True)
+        p_real, p_fake = p[:batch], p[batch:]
         d_loss = losses.discriminator_bce(p_real, p_fake)
     state.d_optimizer.apply_gradients(
         zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
@@ -225,10 +227,12 @@ def train(config, log=print):
     multi_step = make_multi_step(state, config.xla)
     generate = make_generate(state)
     renderer = images.StripRenderer(config.num_images)
-    step, last_log, last_log_step, t0 = start, time.time(), start, time.time()
+    step, t0 = start, time.time()
     saved_step = start
     # On exit (also by an exception) the writer finishes its images before handlers go.
-    with interrupts.stop_requested() as interrupt, images.BackgroundWriter() as writer:
+    with interrupts.stop_requested() as interrupt, \
+            monitor.RunMonitor(config, start, log) as run_monitor, \
+            images.BackgroundWriter() as writer:
         while step < config.epochs:
             batches, _ = next(stream)
             offset = 0
@@ -247,20 +251,19 @@ def train(config, log=print):
                         f"The last good checkpoint is kept in {config.checkpoint_dir}.")
                 offset += stop - step
                 step = stop
+                run_monitor.on_chunk(step, {k_: float(metrics[k_]) for k_ in METRICS})
                 if (step - 1) % config.save_every == 0:
-                    writer.submit(renderer.save, generate(state.fixed_noise).numpy(),
+                    strip = generate(state.fixed_noise).numpy()
+                    writer.submit(renderer.save, strip,
                                   images.image_path(config.image_dir, step - 1))
+                    run_monitor.on_strip(step - 1, strip)
                 if step % config.checkpoint_every == 0 or step == config.epochs:
                     save_checkpoint(state, manager)
                     saved_step = step
-                now = time.time()
-                if now - last_log >= config.log_every_secs or step == config.epochs:
-                    rate = (step - last_log_step) / max(now - last_log, 1e-9)
-                    left = (config.epochs - step) / max(rate, 1e-9)
-                    log(f"epoch {step}/{config.epochs}  {rate:.0f} it/s  "
-                        f"eta {left:.0f}s  " + "  ".join(
-                            f"{k_}={float(metrics[k_]):.4f}" for k_ in METRICS))
-                    last_log, last_log_step = now, step
+    gif, plot = run_monitor.finish()
     log(f"Done: {step - start} iterations in {time.time() - t0:.1f}s; "
         f"images in {config.image_dir}, checkpoints in {config.checkpoint_dir}.")
+    log(f"Logs in {config.resolved_logs_dir()} (tensorboard --logdir "
+        f"{config.resolved_logs_dir()}): loss plot {plot}"
+        + (f", progress GIF {gif}" if gif else "") + ".")
     return state

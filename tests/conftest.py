@@ -82,3 +82,29 @@ def file_snapshot(folder):
             with open(path, "rb") as f:
                 out[os.path.relpath(path, folder)] = (os.stat(path).st_mtime_ns, f.read())
     return out
+
+
+@pytest.fixture(scope="session")
+def generator_checkpoint(tmp_path_factory):
+    """(checkpoint_dir, generator weights) of a step-5 checkpoint whose generator weights were
+    moved away from their initial values, so a freshly built generator cannot match them.
+    Needs no data."""
+    from gan import checkpoints, train_lib
+    from gan.config import TrainConfig
+
+    folder = str(tmp_path_factory.mktemp("generator_checkpoint"))
+    state = train_lib.create_state(TrainConfig(seed=11))
+    for variable in state.generator.trainable_variables:
+        variable.assign(variable * 1.5 + 0.01)
+    state.step.assign(5)
+    checkpoints.make_manager(state, folder, 1).save(checkpoint_number=5)
+    return folder, [v.numpy() for v in state.generator.trainable_variables]
+
+
+def generator_with(weights, noise_dim=100):
+    """The mlp generator holding `weights`."""
+    from gan import models
+
+    generator = models.build_mlp_generator(noise_dim)
+    generator.set_weights(weights)
+    return generator

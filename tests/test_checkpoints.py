@@ -213,3 +213,42 @@ def test_a_resumed_run_uses_the_learning_rates_it_is_given(tmp_path, data_dir):
     assert float(state.g_optimizer.learning_rate.numpy()) == np.float32(1e-3)
     assert any("--d_learning_rate=0.0002 replaces the checkpoint's 0.001" in line
                for line in logs), logs
+
+
+def test_restore_generator_reads_the_saved_generator(generator_checkpoint):
+    folder, weights = generator_checkpoint
+    generator, architecture, step = checkpoints.restore_generator(folder)
+    assert architecture == {"dataset": "mnist", "model": "mlp", "noise_dim": 100}
+    assert step == 5
+    for restored, saved in zip(generator.get_weights(), weights):
+        assert np.array_equal(restored, saved)
+
+
+def test_restore_generator_skips_a_damaged_newest_checkpoint(tmp_path, generator_checkpoint):
+    import shutil
+
+    folder, weights = generator_checkpoint
+    shutil.copytree(folder, tmp_path / "c")
+    (tmp_path / "c" / "ckpt-9.index").write_bytes(b"garbage")
+    (tmp_path / "c" / "ckpt-9.data-00000-of-00001").write_bytes(b"garbage")
+    generator, _, step = checkpoints.restore_generator(str(tmp_path / "c"))
+    assert step == 5
+    assert np.array_equal(generator.get_weights()[0], weights[0])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: None, "does not exist"),
+    (lambda p: p.mkdir(), "holds no checkpoint"),
+])
+def test_restore_generator_errors_name_the_folder(tmp_path, make, message):
+    folder = tmp_path / "run"
+    make(folder)
+    with pytest.raises(checkpoints.CheckpointError, match=message) as info:
+        checkpoints.restore_generator(str(folder))
+    assert str(folder) in str(info.value)
+
+
+def test_restore_generator_with_only_damaged_checkpoints_fails(tmp_path):
+    (tmp_path / "ckpt-3.index").write_bytes(b"garbage")
+    with pytest.raises(checkpoints.CheckpointError, match="could be restored"):
+        checkpoints.restore_generator(str(tmp_path))

@@ -101,3 +101,17 @@ def test_prepare_from_idx_gives_a_dataset_tfds_reads(idx_dir, tmp_path):
     train_labels = tfds.load("mnist", split="train", data_dir=str(out), batch_size=-1)["label"]
     assert np.bincount(train_labels.numpy()).tolist() == [5923, 6742, 5958, 6131, 5842,
                                                           5421, 5918, 6265, 5851, 5949]
+
+
+def test_decoded_split_is_cached_and_keyed_by_the_files(tmp_path, monkeypatch, data_dir):
+    monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path / "cache"))
+    path = data.cache_path("mnist", "test", data_dir)
+    assert path.startswith(str(tmp_path / "cache"))
+    data._load_split_cached.cache_clear()
+    images, labels = data.load_split("mnist", "test", data_dir)
+    assert os.path.exists(path)
+    data._load_split_cached.cache_clear()
+    monkeypatch.setattr(data, "_tfds", lambda: pytest.fail("cache hit must not touch TFDS"))
+    cached_images, cached_labels = data.load_split("mnist", "test", data_dir)
+    assert np.array_equal(images, cached_images) and np.array_equal(labels, cached_labels)
+    assert data.cache_path("mnist", "test", str(tmp_path / "elsewhere")) is None

@@ -1,65 +1,54 @@
-"""Image files: written atomically, so a killed process leaves no truncated PNG."""
-
-import os
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
 from gan import images
 
-# A child that starts rewriting `path` through atomic_write, writes half a PNG, and is
-# killed with SIGKILL in the middle: what a kill -9 during an image write looks like.
-KILLED_WRITER = """
-import os, signal, sys
-from gan import images
 
-def half_then_die(tmp):
-    with open(tmp, "wb") as f:
-        f.write(open(sys.argv[1], "rb").read()[:100])
-        f.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-images.atomic_write(sys.argv[1], half_then_die)
-"""
+def test_grid_places_each_image_row_by_row_with_padding():
+    tiles = np.stack([np.full((28, 28), i + 1, np.uint8) for i in range(5)])
+    out = images.grid(tiles, padding=2)  # 5 images -> 3 columns, 2 rows
+    assert out.shape == (2 * 30 + 2, 3 * 30 + 2)
+    assert out.dtype == np.uint8
+    for i in range(5):
+        r, c = divmod(i, 3)
+        y, x = 2 + 30 * r, 2 + 30 * c
+        assert (out[y:y + 28, x:x + 28] == i + 1).all()
+    assert out[:2].max() == 0 and out[30:32].max() == 0  # padding rows
+    assert out[32:, 62:].max() == 0  # the empty sixth cell
 
 
-def strip(seed=0):
-    return np.random.default_rng(seed).uniform(0, 1, (10, 28, 28))
+def test_grid_columns_and_no_padding():
+    out = images.grid(np.ones((10, 28, 28), np.float32), cols=10, padding=0)
+    assert out.shape == (28, 280) and out.min() == 1.0
 
 
-def test_a_kill_during_a_write_leaves_the_previous_file_whole(tmp_path):
-    path = tmp_path / "generated_0.png"
-    images.save_strip(strip(), str(path))
-    before = path.read_bytes()
-    child = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], cwd=REPO,
-                           capture_output=True, timeout=120)
-    assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
-    assert path.read_bytes() == before
-    with Image.open(path) as im:
-        im.verify()  # a complete, valid PNG
-    # Beside it at most the hidden temporary file the kill left behind.
-    assert [n for n in os.listdir(tmp_path) if not n.startswith(".tmp-")] == ["generated_0.png"]
+def test_gif_has_one_frame_per_image_in_order(tmp_path):
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"generated_{i * 100}.png"
+        images.save_png(np.full((10, 40), 60 * i, np.uint8), path)
+        paths.append(str(path))
+    out = tmp_path / "progress.gif"
+    images.save_gif(paths, str(out))
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4
+        values = []
+        for i in range(4):
+            gif.seek(i)
+            values.append(np.asarray(gif.convert("L"))[5, 5])
+    assert values == [0, 60, 120, 180]
 
 
-def test_a_failed_write_leaves_no_file_and_no_temp(tmp_path):
-    path = tmp_path / "generated_100.png"
-
-    def fail(tmp):
-        open(tmp, "wb").write(b"\x89PNG half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        images.atomic_write(str(path), fail)
-    assert os.listdir(tmp_path) == []
+def test_gif_of_nothing_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no images"):
+        images.save_gif([], str(tmp_path / "x.gif"))
 
 
-def test_strip_png_has_the_original_size(tmp_path):
-    path = tmp_path / "s.png"
-    images.save_strip(strip(), str(path))
-    with Image.open(path) as im:
-        assert im.size == (1000, 100) and im.mode == "L"
+def test_list_strips_sorts_by_epoch_and_ignores_other_files(tmp_path):
+    for name in ("generated_900.png", "generated_1000.png", "generated_0.png", "losses.png",
+                 ".tmp-abc.png", "generated_5.png.bak"):
+        (tmp_path / name).write_bytes(b"")
+    assert [e for e, _ in images.list_strips(str(tmp_path))] == [0, 900, 1000]
+    assert images.list_strips(str(tmp_path / "missing")) == []
+

@@ -30,3 +30,12 @@ def test_shapes_and_ranges():
 def test_noise_size_is_configurable(noise_dim):
     g = models.build_mlp_generator(noise_dim)
     assert g.inputs[0].shape[-1] == noise_dim
+
+
+def test_build_generator_follows_the_architecture():
+    g = models.build_generator({"model": "mlp", "noise_dim": 64, "dataset": "mnist"})
+    assert g.inputs[0].shape[-1] == 64 and g.count_params() == models.build_mlp_generator(
+        64).count_params()
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        models.build_generator({"model": "resnet", "noise_dim": 64})
+    assert not models.is_conditional({"model": "mlp", "noise_dim": 100})

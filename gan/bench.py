@@ -1,0 +1,131 @@
+"""Speed benchmark: `python -m gan.bench`.
+
+In one run, on the same data and machine, it measures
+  1. steady-state iterations/s of this project's training loop and of the original's
+     (Keras predict + two train_on_batch per iteration), and their ratio;
+  2. the wall time of `python -m gan.train --epochs=10000` end to end (start-up, data, compile,
+     training and all 100 image files), from a fresh checkpoint folder;
+  3. images/s of the training loop at several batch sizes.
+Prints a table and one JSON line. Timings are of this machine at this moment: run it on an
+otherwise idle machine and compare ratios, not absolute figures, across machines.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import flags
+
+from gan import cli
+
+flags.DEFINE_string("data_dir", None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
+                    "~/tensorflow_datasets).")
+flags.DEFINE_integer("steps", 3000, "Timed iterations of this project's loop (after warm-up).")
+flags.DEFINE_integer("original_steps", 300, "Timed iterations of the original loop.")
+flags.DEFINE_list("batch_sizes", ["32", "128", "512", "1024"], "Batch sizes for images/s.")
+flags.DEFINE_integer("batch_steps", 400, "Timed iterations per batch size.")
+flags.DEFINE_bool("end_to_end", True, "Also time `python -m gan.train --epochs=10000`.")
+flags.DEFINE_integer("e2e_epochs", 10000, "--epochs of the end-to-end run.")
+flags.DEFINE_string("json_out", None, "Also write the results as JSON to this file.")
+FLAGS = flags.FLAGS
+
+
+def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla=True):
+    """Iterations/s of train_lib's compiled multi-step loop on the real data stream."""
+    import tensorflow as tf
+
+    from gan import config as config_lib
+    from gan import data, train_lib
+
+    state = train_lib.create_state(config_lib.TrainConfig(batch_size=batch_size))
+    multi_step = train_lib.make_multi_step(state, xla)
+    stream = iter(data.make_batches(images, labels, batch_size, 0, 0, steps_per_call))
+    zero, k = tf.constant(0), tf.constant(steps_per_call)
+    multi_step(next(stream)[0], zero, k)  # compile
+    calls = max(1, steps // steps_per_call)
+    start = time.perf_counter()
+    for _ in range(calls):
+        out = multi_step(next(stream)[0], zero, k)
+    float(out["d_loss"])  # wait for the last call
+    return calls * steps_per_call / (time.perf_counter() - start)
+
+
+def time_original_loop(images, steps):
+    """Iterations/s of the original Keras loop (predict + train_on_batch x 2)."""
+    from gan import original
+
+    loop = original.OriginalLoop()
+    real = images.astype("float32") / 255.0
+    for _ in range(10):  # warm-up: Keras builds its train functions on first use
+        loop.iteration(real)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loop.iteration(real)
+    return steps / (time.perf_counter() - start)
+
+
+def time_end_to_end(data_dir, epochs):
+    """Wall seconds of `python -m gan.train --epochs=N` in fresh folders; checks its images."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "gan.train", f"--epochs={epochs}",
+               f"--image_dir={tmp}/gan_images", f"--checkpoint_dir={tmp}/checkpoints"]
+        if data_dir:
+            cmd.append(f"--data_dir={data_dir}")
+        start = time.perf_counter()
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"end-to-end run failed:\n{result.stderr[-2000:]}")
+        num_images = len(os.listdir(f"{tmp}/gan_images"))
+    return seconds, num_images
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from gan import data
+
+    images, labels = data.load_split("mnist", "train", FLAGS.data_dir)
+    results = {"machine": f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
+                          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"}
+    print(f"machine: {results['machine']}")
+
+    results["project_it_per_s"] = time_project_loop(images, labels, 32, FLAGS.steps)
+    print(f"this project's loop:  {results['project_it_per_s']:8.1f} it/s")
+    results["original_it_per_s"] = time_original_loop(images, FLAGS.original_steps)
+    print(f"original Keras loop:  {results['original_it_per_s']:8.1f} it/s")
+    results["speedup"] = results["project_it_per_s"] / results["original_it_per_s"]
+    print(f"speed-up:             {results['speedup']:8.1f}x")
+
+    if FLAGS.end_to_end:
+        seconds, num_images = time_end_to_end(FLAGS.data_dir, FLAGS.e2e_epochs)
+        results.update(e2e_seconds=seconds, e2e_epochs=FLAGS.e2e_epochs, e2e_images=num_images)
+        print(f"gan.train --epochs={FLAGS.e2e_epochs}: {seconds:.1f} s wall, "
+              f"{num_images} image files")
+
+    results["images_per_s"] = {}
+    print("batch  it/s    images/s")
+    for batch in map(int, FLAGS.batch_sizes):
+        rate = time_project_loop(images, labels, batch, FLAGS.batch_steps)
+        results["images_per_s"][batch] = rate * batch
+        print(f"{batch:5d}  {rate:6.1f}  {rate * batch:9.0f}")
+
+    line = json.dumps(results)
+    print(line)
+    if FLAGS.json_out:
+        from gan.files import atomic_write
+
+        atomic_write(FLAGS.json_out, lambda tmp: open(tmp, "w").write(line + "\n"))
+
+
+def run():
+    """Console entry point `gan-bench`, the same as `python -m gan.bench`."""
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

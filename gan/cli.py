@@ -1,0 +1,22 @@
+"""What every `python -m gan.<cmd>` entry point shares."""
+
+import sys
+
+from absl import app, flags
+
+
+def run(main, module_name):
+    """app.run(main) for the entry module `module_name`, with the same --help whether started
+    as `python -m gan.<cmd>` or as its console script `gan-<cmd>`.
+
+    absl's --help shows the docstring and flags of the __main__ module; under a console
+    script that is the generated wrapper, so the command's own docstring and flags are lent
+    to it here.
+    """
+    module = sys.modules[module_name]
+    if module_name != "__main__":
+        main_name = sys.argv[0]  # the name absl files the main module's flags under
+        for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+            flags.FLAGS.register_key_flag_for_module(main_name, flag)
+        sys.modules["__main__"].__doc__ = module.__doc__
+    app.run(main)

@@ -1,0 +1,66 @@
+"""Export a trained generator as a TensorFlow SavedModel.
+
+  python -m gan.export --checkpoint_dir=checkpoints --out=exported_generator
+
+The folder loads with TensorFlow alone (no Keras, no `gan` package):
+
+  m = tf.saved_model.load("exported_generator")
+  m.signatures["serving_default"](noise=tf.random.normal([16, 100]))["images"]
+      # uint8 [16, 28, 28], 0-255
+  m.sample(num=16, seed=0)["images"]   # the digits of `python -m gan.sample --seed=0`
+"""
+
+import sys
+
+from absl import app, flags
+
+from gan import cli
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("checkpoint_dir", "checkpoints",
+                    "Folder of a training run's checkpoints (gan.train's --checkpoint_dir); "
+                    "its newest checkpoint is exported.")
+flags.DEFINE_string("out", None, "Folder to write the SavedModel to (required).")
+flags.DEFINE_bool("overwrite", False,
+                  "Replace an existing non-empty --out folder (only once the new export "
+                  "has been written).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.out:
+        print("error: --out=DIR is required (the folder to write the SavedModel to)",
+              file=sys.stderr)
+        sys.exit(2)
+    from gan import checkpoints, inference  # after flag parsing: --help stays fast
+
+    try:
+        generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
+    except checkpoints.CheckpointError as e:
+        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: {e}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        path = inference.export_saved_model(generator, architecture, FLAGS.out,
+                                            overwrite=FLAGS.overwrite)
+    except FileExistsError as e:
+        print(f"error: --out={FLAGS.out}: {e}; choose another folder or pass --overwrite",
+              file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        print(f"error: --out={FLAGS.out}: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Exported the generator of the step-{step} checkpoint in {FLAGS.checkpoint_dir} "
+          f"to {path}.\nLoad it with: tf.saved_model.load({path!r}).signatures"
+          f"['serving_default'](noise=tf.random.normal([16, {architecture['noise_dim']}]))"
+          "['images']")
+
+
+def run():
+    """Console entry point `gan-export`, the same as `python -m gan.export`."""
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,94 @@
+"""Using a trained generator: seeded noise, batched generation, uint8 pixels, and a
+SavedModel export that loads with TensorFlow alone.
+
+Shapes: N images, Z = noise size; images [N, 28, 28].
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+
+def sample_noise(num, noise_dim, seed):
+    """Noise [num, noise_dim] from N(0, 1), a pure function of its arguments (a stateless
+    draw), so a seed gives the same digits in any process and in the exported model."""
+    return tf.random.stateless_normal([num, noise_dim], seed=tf.stack([seed, 0]))
+
+
+def to_uint8(images):
+    """Pixels in [0, 1] (any shape) -> uint8 0..255, rounded to nearest."""
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def generate(generator, noise, batch_size=1000):
+    """generator(noise) in batches of `batch_size`: noise [N, Z] -> float32 numpy images
+    [N, 28, 28] in [0, 1]."""
+    noise = tf.convert_to_tensor(noise, tf.float32)
+    parts = [generator(noise[i:i + batch_size], training=False).numpy()
+             for i in range(0, int(noise.shape[0]), batch_size)]
+    return np.concatenate(parts)
+
+
+class GeneratorModule(tf.Module):
+    """What the SavedModel holds: the generator, its noise size and architecture JSON, and
+    two functions that are also its signatures:
+
+      generate(noise float32 [N, Z]) -> {"images": uint8 [N, 28, 28]}   ("serving_default")
+      sample(num int32 [], seed int32 []) -> {"images": uint8 [num, 28, 28]}: the digits of
+          sample_noise(num, Z, seed), i.e. those of `python -m gan.sample --seed=seed`.
+    """
+
+    def __init__(self, generator, architecture):
+        super().__init__(name="gan_generator")
+        noise_dim = int(architecture["noise_dim"])
+        self.generator = generator
+        self.noise_dim = tf.Variable(noise_dim, trainable=False, name="noise_dim")
+        self.architecture = tf.Variable(json.dumps(architecture, sort_keys=True),
+                                        trainable=False, name="architecture")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, noise_dim], tf.float32, "noise")])
+        def generate(noise):
+            return {"images": to_uint8(self.generator(noise, training=False))}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int32, "num"),
+                                      tf.TensorSpec([], tf.int32, "seed")])
+        def sample(num, seed):
+            return generate(sample_noise(num, noise_dim, seed))
+
+        self.generate, self.sample = generate, sample
+
+
+def export_saved_model(generator, architecture, out_dir, overwrite=False):
+    """Writes a SavedModel of `generator` (see GeneratorModule) to `out_dir`.
+
+    The model is written to a temporary folder beside `out_dir` and moved into place only
+    when complete. An existing non-empty `out_dir` raises FileExistsError unless
+    `overwrite`, in which case it is replaced only after the new export succeeded.
+    """
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"{out_dir} is a file, not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists and is not empty")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
+    try:
+        module = GeneratorModule(generator, architecture)
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.generate,
+                                                     "sample": module.sample})
+        if os.path.isdir(out_dir):  # swap, so a failure above leaves the old export intact
+            old = tmp + "-old"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return out_dir

@@ -1,0 +1,68 @@
+"""`python -m gan.sample` as a user runs it."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import generator_with, run_cli
+from gan import images, inference
+
+
+def expected_images(weights, num, seed):
+    return inference.generate(generator_with(weights), inference.sample_noise(num, 100, seed))
+
+
+@pytest.mark.slow
+def test_png_grid_of_the_checkpoints_digits(tmp_path, generator_checkpoint):
+    folder, weights = generator_checkpoint
+    out = tmp_path / "grid.png"
+    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=12", "--cols=4",
+                     "--seed=3", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "step-5 checkpoint" in result.stdout
+    with Image.open(out) as im:
+        assert im.mode == "L" and im.size == (4 * 30 + 2, 3 * 30 + 2)  # 28 px + 2 px gaps
+        pixels = np.asarray(im).astype(int)
+    expected = images.grid(inference.to_uint8(expected_images(weights, 12, 3)).numpy(), cols=4)
+    assert np.abs(pixels - expected).max() <= 1
+
+
+@pytest.mark.slow
+def test_npy_is_repeatable_with_a_seed(tmp_path, generator_checkpoint):
+    folder, weights = generator_checkpoint
+    arrays = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=7", "--npy",
+                         f"--seed={seed}", f"--out={tmp_path}/{name}.npy")
+        assert result.returncode == 0, result.stderr[-3000:]
+        arrays.append(np.load(tmp_path / f"{name}.npy"))
+    a, b, c = arrays
+    assert a.shape == (7, 28, 28) and a.dtype == np.float32
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+    np.testing.assert_allclose(a, expected_images(weights, 7, 3), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,message", [
+    (["--digit=7"], "--digit=7: the checkpoint in"),
+    (["--num=0"], "--num must be positive"),
+    (["--npy", "--out=x.png"], "--out=x.png"),
+])
+def test_bad_requests_exit_2_naming_the_flag(tmp_path, generator_checkpoint, args, message):
+    folder, _ = generator_checkpoint
+    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", *args, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and "error:" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.slow
+def test_missing_checkpoint_folder_is_a_clear_error(tmp_path):
+    result = run_cli("gan.sample", f"--checkpoint_dir={tmp_path}/nothing",
+                     f"--out={tmp_path}/s.png", timeout=120)
+    assert result.returncode == 2
+    assert f"--checkpoint_dir={tmp_path}/nothing" in result.stderr
+    assert "does not exist" in result.stderr
+    assert not (tmp_path / "s.png").exists()
