@@ -35,6 +35,8 @@ class TrainConfig:
     log_every_secs: float = 10.0
     logs_dir: str = ""  # TensorBoard logs and metrics history; "" means <checkpoint_dir>/logs
     quiet: bool = False  # no progress lines
+    eval_every: int = 0  # log sample-quality metrics every this many epochs; 0 = never
+    eval_samples: int = 2000  # generated digits per such evaluation
     # tf.config.experimental.enable_op_determinism() for the whole process (it cannot be
     # turned off again): same seed, same bits, also across an interrupted and resumed run.
     # Off by default: it cost roughly 20-50% of the speed in a short CPU run (README).
@@ -56,6 +58,13 @@ class TrainConfig:
         for name in ("beta_1", "beta_2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"--eval_every must be 0 (off) or positive, got {self.eval_every}")
+        if self.eval_samples < 10:  # eval_lib.MIN_IMAGES; a 3-NN manifold needs a few points
+            raise ValueError(f"--eval_samples must be at least 10, got {self.eval_samples}")
+        if self.eval_every and self.dataset != "mnist":
+            raise ValueError("--eval_every needs --dataset=mnist: the evaluator is an MNIST "
+                             f"classifier, not one for {self.dataset}")
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
         if self.dataset not in data.DATASETS:

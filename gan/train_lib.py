@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, images, interrupts, losses, models, monitor
+from gan import checkpoints, data, eval_lib, images, interrupts, losses, models, monitor
 
 
 class TrainState(tf.train.Checkpoint):
@@ -241,7 +241,8 @@ def train(config, log=print):
                     raise stop_on_signal(interrupt, state, manager, saved_step)
                 stop = min(step + k - offset, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
-                           next_boundary(step, config.checkpoint_every))
+                           next_boundary(step, config.checkpoint_every),
+                           next_boundary(step, config.eval_every or config.epochs))
                 metrics = multi_step(batches, tf.constant(offset), tf.constant(stop - step))
                 if not bool(metrics["finite"]):
                     bad = step + int(metrics["steps"]) - 1
@@ -260,6 +261,11 @@ def train(config, log=print):
                 if step % config.checkpoint_every == 0 or step == config.epochs:
                     save_checkpoint(state, manager)
                     saved_step = step
+                if config.eval_every and step % config.eval_every == 0:
+                    scalars, line = eval_lib.training_eval(
+                        state.generator, step, config.eval_samples, config.data_dir)
+                    log(line)
+                    run_monitor.write_scalars(step, scalars)
     gif, plot = run_monitor.finish()
     log(f"Done: {step - start} iterations in {time.time() - t0:.1f}s; "
         f"images in {config.image_dir}, checkpoints in {config.checkpoint_dir}.")

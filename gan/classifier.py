@@ -1,0 +1,111 @@
+"""The MNIST classifier that judges generated digits, and its committed weights.
+
+A small CNN (121,994 parameters, ~0.5 MB of weights):
+  x[28,28] -> Conv 32 3x3 ReLU [26,26] -> MaxPool 2 [13,13] -> Conv 64 3x3 ReLU [11,11]
+           -> Conv 64 3x3 ReLU [9,9] -> MaxPool 2 [4,4] -> Flatten [1024]
+           -> Dense 64 ReLU ("features", the penultimate layer) -> Dense 10 softmax
+Its weights are committed in gan/assets so evaluation needs no training and no network and
+gives the same numbers everywhere; `python -m gan.train_classifier` reproduces them.
+"""
+
+import functools
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan import files
+
+WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets",
+                            "mnist_classifier.weights.h5")
+FEATURES_LAYER = "features"
+NUM_CLASSES = 10
+
+
+def build_classifier():
+    """The untrained CNN: images [N, 28, 28] in [0, 1] -> class probabilities [N, 10]."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Reshape((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu", name=FEATURES_LAYER),
+            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="mnist_classifier",
+    )
+
+
+def save_weights(model, path):
+    """Writes the model's weights (only) to `path` (ending in .weights.h5), atomically."""
+    # A compiled model's file would also hold Adam's two slots per weight (3x the size).
+    plain = build_classifier()
+    plain.set_weights(model.get_weights())
+
+    def write(tmp):
+        # Keras insists on the .weights.h5 suffix, which atomic_write's temp name lacks.
+        plain.save_weights(tmp + ".weights.h5")
+        os.replace(tmp + ".weights.h5", tmp)
+
+    files.atomic_write(path, write)
+
+
+@functools.lru_cache(maxsize=2)
+def load_classifier(path=WEIGHTS_PATH):
+    """The trained classifier (cached per process); FileNotFoundError names the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"classifier weights not found at {path}; run `python -m gan.train_classifier` "
+            "to make them")
+    model = build_classifier()
+    model.load_weights(path)
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def make_feature_fn(model):
+    """Compiled images [B, 28, 28] -> (features [B, 64], probabilities [B, 10]); one per model."""
+    both = keras.Model(model.inputs, [model.get_layer(FEATURES_LAYER).output, model.outputs[0]])
+    return tf.function(lambda x: both(x, training=False), reduce_retracing=True)
+
+
+def features_and_probs(images, model=None, batch_size=1000):
+    """Penultimate-layer features [N, 64] and class probabilities [N, 10] (float64 numpy)
+    of images [N, 28, 28] in [0, 1], in batches; `model` defaults to the committed one."""
+    fn = make_feature_fn(model if model is not None else load_classifier())
+    images = np.asarray(images, np.float32)
+    features, probs = [], []
+    for start in range(0, len(images), batch_size):
+        f, p = fn(tf.constant(images[start:start + batch_size]))
+        features.append(f.numpy())
+        probs.append(p.numpy())
+    return (np.concatenate(features).astype(np.float64),
+            np.concatenate(probs).astype(np.float64))
+
+
+def accuracy(model, images, labels):
+    """Fraction of images [N, 28, 28] in [0, 1] whose most probable class equals labels [N]."""
+    _, probs = features_and_probs(images, model)
+    return float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
+
+
+def train_classifier(images, labels, epochs=3, batch_size=64, seed=0, verbose=0):
+    """Trains a fresh classifier on images [N, 28, 28] in [0, 1], labels [N]: Adam from
+    learning rate 1e-3 decaying to 0 (cosine) over the run, no augmentation. Seeded, so the
+    same inputs give the same weights."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()  # same weights on every run
+    model = build_classifier()
+    steps = epochs * -(-len(images) // batch_size)
+    learning_rate = keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy")
+    model.fit(np.asarray(images, np.float32), np.asarray(labels, np.int32), epochs=epochs,
+              batch_size=batch_size, shuffle=True, verbose=verbose)
+    return model

@@ -1,0 +1,93 @@
+"""Measure generated digits: `python -m gan.evaluate --checkpoint_dir=checkpoints`.
+
+Samples --num_samples digits from the newest checkpoint's generator (or reads --images, a
+.npy array or a folder of PNGs, from any generator), judges them with the committed MNIST
+classifier against the MNIST test split, and prints a table, beside the same metrics for as
+many real training digits (the floor), then one JSON line. Logic in gan.eval_lib.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from gan import cli
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("checkpoint_dir", "checkpoints",
+                    "Training checkpoint folder; its newest checkpoint's generator is sampled.")
+flags.DEFINE_string("images", None,
+                    "Evaluate these images instead of a checkpoint: a .npy array [N, 28, 28] "
+                    "(uint8, or float in [0, 1]) or a folder of 28x28 grayscale .png files.")
+flags.DEFINE_integer("num_samples", 10000,
+                     "Digits sampled from the generator (ignored with --images, which are "
+                     "all used). The real floor uses as many training digits.")
+flags.DEFINE_integer("seed", 0, "Seed of the sampling noise.")
+flags.DEFINE_string("json_out", None, "Also write the JSON result to this file (atomically).")
+flags.DEFINE_string("data_dir", None,
+                    "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets).")
+
+
+def check_json_out(path):
+    """Fails before any work if --json_out cannot be written."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise ValueError(f"--json_out={path} is a folder; give a file name")
+    from gan import config
+
+    config.check_writable_dir(os.path.dirname(os.path.abspath(path)), "json_out")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from gan import checkpoints, data, eval_lib, files  # after flag parsing: --help is fast
+
+    logging.set_verbosity(logging.WARNING)
+    try:
+        if FLAGS.num_samples < eval_lib.MIN_IMAGES:
+            raise ValueError(f"--num_samples must be at least {eval_lib.MIN_IMAGES}, "
+                             f"got {FLAGS.num_samples}")
+        check_json_out(FLAGS.json_out)
+        if FLAGS.images:
+            pictures = eval_lib.load_images(FLAGS.images)
+            source = {"images": os.path.abspath(FLAGS.images)}
+        else:
+            generator, architecture, step = eval_lib.restore_generator(FLAGS.checkpoint_dir)
+            pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed)
+            source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
+                      "architecture": architecture, "seed": FLAGS.seed}
+        generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir)
+        floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)
+    except checkpoints.CheckpointError as e:
+        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (ValueError, data.DataUnavailableError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    where = (source["images"] if FLAGS.images else
+             f"{source['checkpoint_dir']} (step {source['step']})")
+    print(f"{len(pictures)} samples from {where}, against the MNIST test split:")
+    print(eval_lib.format_table(generated, floor))
+    line = json.dumps({**source, "generated": generated, "real_floor": floor})
+    print(line)
+    if FLAGS.json_out:
+        def write(tmp):
+            with open(tmp, "w") as f:
+                f.write(line + "\n")
+
+        files.atomic_write(FLAGS.json_out, write)
+        print(f"Wrote {FLAGS.json_out}")
+
+
+def run():
+    """Console entry point `gan-evaluate`, the same as `python -m gan.evaluate`."""
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,46 @@
+"""The evaluator's classifier: committed, small, accurate, and reproducible by its script."""
+
+import os
+
+import numpy as np
+import pytest
+
+from gan import classifier
+
+
+def test_committed_weights_exist_and_are_small():
+    assert os.path.isfile(classifier.WEIGHTS_PATH)
+    assert os.path.getsize(classifier.WEIGHTS_PATH) < 1_000_000
+
+
+def test_committed_classifier_reaches_99_percent_on_the_test_split(data_dir):
+    from gan import data
+
+    images, labels = data.load_split("mnist", "test", data_dir)
+    assert classifier.accuracy(classifier.load_classifier(), images / 255.0, labels) >= 0.99
+
+
+def test_features_and_probs_shapes():
+    images = np.random.default_rng(0).uniform(size=(7, 28, 28))
+    features, probs = classifier.features_and_probs(images, batch_size=3)
+    assert features.shape == (7, 64) and probs.shape == (7, 10)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_training_is_seeded_and_the_saved_weights_load_back(tmp_path, mnist_train):
+    images, labels = mnist_train[0][:512] / 255.0, mnist_train[1][:512]
+    a = classifier.train_classifier(images, labels, epochs=1, batch_size=64, seed=1)
+    b = classifier.train_classifier(images, labels, epochs=1, batch_size=64, seed=1)
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(x, y)
+    path = str(tmp_path / "c.weights.h5")
+    classifier.save_weights(a, path)
+    assert os.listdir(tmp_path) == ["c.weights.h5"]  # no temporary left behind
+    loaded = classifier.load_classifier(path)
+    probe = images[:16].astype(np.float32)
+    assert np.allclose(loaded(probe).numpy(), a(probe).numpy(), atol=1e-6)
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="gan.train_classifier"):
+        classifier.load_classifier(str(tmp_path / "none.weights.h5"))

@@ -1,0 +1,156 @@
+"""gan.eval_lib and `python -m gan.evaluate`: known answers on real digits, inputs, restore."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from gan import checkpoints, eval_lib, monitor, train_lib
+from gan.config import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def floor_2000(data_dir):
+    return eval_lib.real_floor(2000, data_dir)
+
+
+def test_real_training_digits_reach_the_floor_and_a_repeated_digit_does_not(
+        data_dir, mnist_train, floor_2000):
+    images = mnist_train[0]
+    others = eval_lib.evaluate_images(images[-2000:], data_dir)  # not the floor's digits
+    assert others["modes_covered"] == 10 and floor_2000["modes_covered"] == 10
+    assert others["class_kl"] < 0.01
+    assert others["classifier_score"] > 9.0
+    assert others["precision"] > 0.6 and others["recall"] > 0.6
+
+    one_digit = eval_lib.evaluate_images(np.repeat(images[:1], 2000, axis=0), data_dir)
+    assert one_digit["modes_covered"] == 1
+    assert one_digit["class_kl"] == pytest.approx(np.log(10), abs=1e-6)
+    assert one_digit["classifier_score"] < 1.01
+    assert one_digit["recall"] < 0.01
+    # Another sample of real digits lands at the floor; the distances are on the scale of
+    # the classifier's features, so they are judged against the collapsed set's.
+    assert others["fd"] < 2 * floor_2000["fd"] and one_digit["fd"] > 100 * others["fd"]
+    assert abs(others["kid"]) < 0.005 * one_digit["kid"]  # unbiased: ~0, either sign
+
+
+def test_real_floor_is_cached_per_process(data_dir, floor_2000):
+    assert eval_lib.real_floor(2000, data_dir) is floor_2000
+    assert floor_2000["num_samples"] == 2000
+    assert sum(floor_2000["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_load_images_from_npy_and_png_folder(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "u8.npy", pixels)
+    np.save(tmp_path / "f32.npy", pixels.astype(np.float32) / 255.0)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(pixels):
+        Image.fromarray(image, mode="L").save(folder / f"{i:03d}.png")
+    for source in ("u8.npy", "f32.npy", "pngs"):
+        loaded = eval_lib.load_images(str(tmp_path / source))
+        assert loaded.dtype == np.float32 and loaded.shape == (12, 28, 28)
+        assert np.allclose(loaded * 255.0, pixels, atol=1e-3), source
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, "does not exist"),
+    (lambda p: np.save(p / "x.npy", np.zeros((12, 32, 32), np.uint8)), "[N, 28, 28]"),
+    (lambda p: np.save(p / "x.npy", np.zeros((3, 28, 28), np.uint8)), "at least 10"),
+    (lambda p: np.save(p / "x.npy", np.full((12, 28, 28), 255.0)), "[0, 1]"),
+    (lambda p: (p / "x.npy").write_text("not an array"), "not a readable .npy"),
+])
+def test_bad_image_files_are_named(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(ValueError, match="--images=.*x.npy") as error:
+        eval_lib.load_images(str(tmp_path / "x.npy"))
+    assert message in str(error.value)
+
+
+def test_bad_png_folders_are_named(tmp_path):
+    with pytest.raises(ValueError, match="no .png files"):
+        eval_lib.load_images(str(tmp_path))
+    Image.new("L", (30, 28)).save(tmp_path / "big.png")
+    with pytest.raises(ValueError, match="big.png is 30x28"):
+        eval_lib.load_images(str(tmp_path))
+
+
+def test_restore_generator_refuses_missing_and_empty_folders(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
+        eval_lib.restore_generator(str(tmp_path / "none"))
+    with pytest.raises(checkpoints.CheckpointError, match="holds no checkpoint"):
+        eval_lib.restore_generator(str(tmp_path))
+
+
+def tiny_config(tmp_path, data_dir, **overrides):
+    values = dict(epochs=40, checkpoint_every=20, save_every=20, steps_per_call=16,
+                  data_dir=data_dir, image_dir=str(tmp_path / "images"),
+                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=3,
+                  xla=False)  # the hook is under test, not XLA; saves two compiles
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_training_logs_evaluations_without_changing_the_run(tmp_path, data_dir):
+    logs = []
+    evaluated = train_lib.train(tiny_config(tmp_path / "a", data_dir, eval_every=15,
+                                            eval_samples=200), log=logs.append)
+    plain = train_lib.train(tiny_config(tmp_path / "b", data_dir), log=lambda s: None)
+    lines = [line for line in logs if line.startswith("eval at epoch")]
+    assert [line.split()[3] for line in lines] == ["15", "30"]
+    assert "200 samples" in lines[0] and "modes=" in lines[0] and "recall=" in lines[0]
+    history = monitor.read_history(str(tmp_path / "a" / "ckpt" / "logs" / "metrics.jsonl"))
+    evals = [r for r in history if "eval/fd" in r]
+    assert [r["step"] for r in evals] == [15, 30] and 0 <= evals[0]["eval/recall"] <= 1
+    for x, y in zip(evaluated.generator.get_weights(), plain.generator.get_weights()):
+        assert np.array_equal(x, y)  # sampling for evaluation never touches training noise
+
+    generator, architecture, step = eval_lib.restore_generator(str(tmp_path / "a" / "ckpt"))
+    assert step == 40 and architecture["model"] == "mlp"
+    for x, y in zip(generator.get_weights(), evaluated.generator.get_weights()):
+        assert np.array_equal(x, y)
+    a, b = (eval_lib.sample_images(generator, 30, seed=1) for _ in range(2))
+    assert a.shape == (30, 28, 28) and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("overrides, flag", [
+    (dict(eval_every=-1), "--eval_every"), (dict(eval_samples=5), "--eval_samples"),
+    (dict(eval_every=10, dataset="fashion_mnist"), "--eval_every")])
+def test_eval_flags_are_validated(tmp_path, overrides, flag):
+    with pytest.raises(ValueError, match=flag):
+        tiny_config(tmp_path, None, **overrides).validate()
+
+
+@pytest.mark.slow
+def test_cli_evaluates_a_npy_file_and_writes_json(tmp_path, data_dir, mnist_train):
+    np.save(tmp_path / "digits.npy", mnist_train[0][:300])
+    out = tmp_path / "out" / "result.json"
+    result = run_cli("gan.evaluate", f"--images={tmp_path}/digits.npy", f"--json_out={out}",
+                     f"--data_dir={data_dir}", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Fréchet distance" in result.stdout and "real digits (300)" in result.stdout
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")]
+    assert len(line) == 1
+    printed = json.loads(line[0])
+    assert json.loads(out.read_text()) == printed
+    assert printed["generated"]["num_samples"] == printed["real_floor"]["num_samples"] == 300
+    assert printed["generated"]["modes_covered"] == 10
+    assert os.listdir(out.parent) == ["result.json"]
+
+
+@pytest.mark.slow
+def test_cli_fails_clearly_on_an_empty_checkpoint_folder(tmp_path):
+    result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", timeout=120)
+    assert result.returncode == 2
+    assert f"error: --checkpoint_dir={tmp_path}: {tmp_path} holds no checkpoint" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_fails_clearly_on_a_bad_images_path(tmp_path):
+    result = run_cli("gan.evaluate", f"--images={tmp_path}/none.npy", timeout=120)
+    assert result.returncode == 2
+    assert "none.npy does not exist" in result.stderr
