@@ -53,7 +53,7 @@ def test_exit_codes_follow_the_shell_convention():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_saves_the_current_epoch_within_5s_and_the_rerun_loses_none(
         tmp_path, data_dir, signum):
     from gan import checkpoints, train_lib
