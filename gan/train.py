@@ -90,8 +90,7 @@ def main(argv):
         train_lib.train(config)
     except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError,
             train_lib.NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(e)
     except interrupts.Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(e.exit_code)

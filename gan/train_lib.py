@@ -3,7 +3,6 @@
 Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs [B, 1].
 """
 
-import math
 import os
 import time
 
