@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import time
 
 import tensorflow as tf
 
@@ -19,10 +20,49 @@ class CheckpointError(RuntimeError):
     """Checkpoints exist but none can be used (damaged, or from another configuration)."""
 
 
-def make_manager(state, directory, max_to_keep):
-    """A CheckpointManager saving `state` as <directory>/ckpt-<step>."""
+# What reading a damaged checkpoint raises: OpError (DataLoss, NotFound, ...), ValueError
+# (also undecodable text), IndexError ("Read less bytes than requested", an empty data
+# file), AssertionError (restore matched no values).
+DAMAGE_ERRORS = (tf.errors.OpError, ValueError, IndexError, AssertionError)
+
+
+def make_manager(state, directory, max_to_keep, log=print):
+    """A CheckpointManager saving `state` as <directory>/ckpt-<step>.
+
+    A damaged `checkpoint` state file is first set aside (see set_aside_damaged_state_file):
+    TensorFlow's manager would otherwise raise on an empty or binary one.
+    """
+    set_aside_damaged_state_file(directory, log=log)
     return tf.train.CheckpointManager(state, directory, max_to_keep=max_to_keep,
                                       step_counter=state.step)
+
+
+def set_aside_damaged_state_file(directory, log=print):
+    """Renames an unreadable <directory>/checkpoint to checkpoint.corrupt-<time>, with a
+    warning; returns the new path, or None if the file is fine or absent.
+
+    That file only lists the checkpoints for rotation; restore_latest finds checkpoints from
+    their own files. No ckpt-* file is touched: the ones the lost list named are kept (no
+    longer rotated away), and a fresh list starts with the next save.
+    """
+    path = os.path.join(directory, "checkpoint")
+    if not os.path.lexists(path):
+        return None
+    try:
+        # None for text that is not a CheckpointState (TensorFlow logs the parse error);
+        # raises for an empty file (ValueError) or bytes that are not UTF-8.
+        if tf.train.get_checkpoint_state(directory) is not None:
+            return None
+    except (ValueError, tf.errors.OpError):  # UnicodeDecodeError is a ValueError
+        pass
+    stamp = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup, n = stamp, 1
+    while os.path.lexists(backup):  # never overwrite an earlier backup
+        backup, n = f"{stamp}-{n}", n + 1
+    os.replace(path, backup)
+    log(f"WARNING: the checkpoint state file {path} is damaged; moved it to {backup}. "
+        "Checkpoints are found from their own files; none was deleted.")
+    return backup
 
 
 def list_checkpoints(directory):
@@ -66,7 +106,7 @@ def restore_latest(state, manager, architecture, log=print):
     for prefix in candidates:
         try:
             saved = read_architecture(prefix)
-        except (tf.errors.OpError, ValueError) as e:
+        except DAMAGE_ERRORS as e:
             skipped.append(describe_failure(prefix, e))
             continue
         if saved is not None and saved != architecture:
@@ -76,7 +116,7 @@ def restore_latest(state, manager, architecture, log=print):
                 "for a new configuration; nothing was changed.")
         try:
             state.restore(prefix).assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except DAMAGE_ERRORS as e:
             skipped.append(describe_failure(prefix, e))
             continue
         for item in skipped:
@@ -117,7 +157,7 @@ def restore_generator(checkpoint_dir):
             status = tf.train.Checkpoint(**{key: generator}).restore(prefix)
             status.assert_existing_objects_matched().expect_partial()
             step = int(tf.train.load_checkpoint(prefix).get_tensor(STEP_KEY))
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except DAMAGE_ERRORS as e:
             failures.append(describe_failure(prefix, e))
             continue
         return generator, architecture, step

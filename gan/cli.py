@@ -20,3 +20,9 @@ def run(main, module_name):
             flags.FLAGS.register_key_flag_for_module(main_name, flag)
         sys.modules["__main__"].__doc__ = module.__doc__
     app.run(main)
+
+
+def fail(message, exit_code=2):
+    """Ends a command on bad input: `error: <message>` on stderr, then exit `exit_code`."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(exit_code)

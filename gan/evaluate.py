@@ -8,7 +8,6 @@ many real training digits (the floor), then one JSON line. Logic in gan.eval_lib
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
@@ -64,11 +63,9 @@ def main(argv):
         generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels)
         floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)
     except checkpoints.CheckpointError as e:
-        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: {e}")
     except (ValueError, data.DataUnavailableError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(e)
 
     where = (source["images"] if FLAGS.images else
              f"{source['checkpoint_dir']} (step {source['step']})")

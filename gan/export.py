@@ -10,7 +10,6 @@ The folder loads with TensorFlow alone (no Keras, no `gan` package):
   m.sample(num=16, seed=0)["images"]   # the digits of `python -m gan.sample --seed=0`
 """
 
-import sys
 
 from absl import app, flags
 
@@ -31,31 +30,24 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out:
-        print("error: --out=DIR is required (the folder to write the SavedModel to)",
-              file=sys.stderr)
-        sys.exit(2)
+        cli.fail("--out=DIR is required (the folder to write the SavedModel to)")
     from gan import checkpoints, inference  # after flag parsing: --help stays fast
 
     try:
         generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
     except checkpoints.CheckpointError as e:
-        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: {e}")
     if architecture.get("conditional"):
-        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: exporting a class-conditional "
-              "generator is not supported yet (its signatures take noise only); use "
-              "python -m gan.sample --digit=D", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: exporting a class-conditional "
+                 "generator is not supported yet (its signatures take noise only); use "
+                 "python -m gan.sample --digit=D")
     try:
         path = inference.export_saved_model(generator, architecture, FLAGS.out,
                                             overwrite=FLAGS.overwrite)
     except FileExistsError as e:
-        print(f"error: --out={FLAGS.out}: {e}; choose another folder or pass --overwrite",
-              file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--out={FLAGS.out}: {e}; choose another folder or pass --overwrite")
     except OSError as e:
-        print(f"error: --out={FLAGS.out}: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--out={FLAGS.out}: {e}")
     print(f"Exported the generator of the step-{step} checkpoint in {FLAGS.checkpoint_dir} "
           f"to {path}.\nLoad it with: tf.saved_model.load({path!r}).signatures"
           f"['serving_default'](noise=tf.random.normal([16, {architecture['noise_dim']}]))"

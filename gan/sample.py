@@ -8,7 +8,6 @@ from the newest checkpoint in --checkpoint_dir. With --npy it writes the raw flo
 """
 
 import os
-import sys
 
 from absl import app, flags
 
@@ -56,8 +55,7 @@ def main(argv):
     try:
         out = check_flags()
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(e)
     import numpy as np  # after flag parsing: --help stays fast
 
     from gan import checkpoints, files, images, inference, models
@@ -65,13 +63,11 @@ def main(argv):
     try:
         generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
     except checkpoints.CheckpointError as e:
-        print(f"error: --checkpoint_dir={FLAGS.checkpoint_dir}: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: {e}")
     if FLAGS.digit is not None and not models.is_conditional(architecture):
-        print(f"error: --digit={FLAGS.digit}: the checkpoint in {FLAGS.checkpoint_dir} is "
-              f"unconditional (model '{architecture.get('model')}'): it cannot be asked for a "
-              "class. Leave out --digit, or train a class-conditional model.", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--digit={FLAGS.digit}: the checkpoint in {FLAGS.checkpoint_dir} is "
+                 f"unconditional (model '{architecture.get('model')}'): it cannot be asked for a "
+                 "class. Leave out --digit, or train a class-conditional model.")
     labels = None
     if models.is_conditional(architecture):  # --digit, else 0, 1, ..., 9, 0, ...
         labels = (np.full(FLAGS.num, FLAGS.digit) if FLAGS.digit is not None
@@ -86,8 +82,7 @@ def main(argv):
             pixels = inference.to_uint8(samples).numpy()
             images.save_png(images.grid(pixels, cols=FLAGS.cols), out)
     except OSError as e:
-        print(f"error: --out={out}: {e.strerror or e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(f"--out={out}: {e.strerror or e}")
     print(f"Wrote {FLAGS.num} digits (seed {FLAGS.seed}) from the step-{step} checkpoint "
           f"in {FLAGS.checkpoint_dir} to {out}.")
 

@@ -2,6 +2,11 @@
 
 Only flags live here; the logic is in gan.train_lib. Rerunning the same command resumes from
 the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
+
+Exit codes: 0 trained (or nothing left to do); 2 bad flags, missing data, unusable
+checkpoints, or a NaN/Inf loss (nothing bad is saved); 130 stopped by Ctrl-C (SIGINT) and
+143 stopped by SIGTERM, each after saving a checkpoint at the current epoch (a second
+signal stops at once).
 """
 
 import sys
@@ -63,6 +68,9 @@ flags.DEFINE_integer(
     "classifier and log the metrics of `python -m gan.evaluate` (0 = never).")
 flags.DEFINE_integer("eval_samples", DEFAULTS.eval_samples,
                      "Generated digits per --eval_every evaluation.")
+flags.DEFINE_bool("deterministic", DEFAULTS.deterministic,
+                  "TensorFlow op determinism: the same seed gives bit-identical weights, also "
+                  "after an interruption and resume, on any device (slower; see README).")
 # Beyond the original: recipes in experiments/*.flags use these.
 flags.DEFINE_bool("conditional", DEFAULTS.conditional,
                   "Class-conditional GAN: G and D take the digit label; strips show 0-9.")
@@ -93,7 +101,7 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gan import checkpoints, data, train_lib  # after flag parsing: --help stays fast
+    from gan import checkpoints, data, interrupts, train_lib  # after flag parsing: fast --help
 
     logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines would bury the progress
 
@@ -102,8 +110,10 @@ def main(argv):
         train_lib.train(config)
     except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError,
             train_lib.NonFiniteLossError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(e)
+    except interrupts.Interrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(e.exit_code)
 
 
 def run():

@@ -4,7 +4,6 @@ Reproduces the committed gan/assets/mnist_classifier.weights.h5 (seeded, determi
 and prints its accuracy on the MNIST test split. A few minutes on 2 CPU cores.
 """
 
-import sys
 
 from absl import app, flags, logging
 
@@ -40,16 +39,14 @@ def main(argv):
         train_x, train_y = data.load_split("mnist", "train", FLAGS.data_dir)
         test_x, test_y = data.load_split("mnist", "test", FLAGS.data_dir)
     except (ValueError, data.DataUnavailableError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(e)
     model = classifier.train_classifier(train_x / 255.0, train_y, epochs=FLAGS.epochs,
                                         batch_size=FLAGS.batch_size, seed=FLAGS.seed, verbose=2)
     acc = classifier.accuracy(model, test_x / 255.0, test_y)
     print(f"MNIST test accuracy: {acc:.4f}")
     if acc < FLAGS.min_accuracy:
-        print(f"error: test accuracy {acc:.4f} is below --min_accuracy={FLAGS.min_accuracy}; "
-              f"{output} was not written", file=sys.stderr)
-        sys.exit(1)
+        cli.fail(f"test accuracy {acc:.4f} is below --min_accuracy={FLAGS.min_accuracy}; "
+                 f"{output} was not written", exit_code=1)
     classifier.save_weights(model, output)
     print(f"Wrote {output}")
 

@@ -4,7 +4,6 @@ Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs 
 """
 
 import dataclasses
-import math
 import os
 import time
 
@@ -12,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, eval_lib, images, losses, models, monitor
+from gan import checkpoints, data, eval_lib, images, interrupts, losses, models, monitor
 
 
 class TrainState(tf.train.Checkpoint):
@@ -241,7 +240,56 @@ def next_boundary(step, every, offset=0):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or Inf; no checkpoint of the bad weights was written."""
+    """A loss (or a weight) became NaN or Inf; no checkpoint of the bad weights was written."""
+
+
+def state_is_finite(state):
+    """True if every float variable of both networks and both optimizers (slots) is finite."""
+    variables = (state.generator.variables + state.discriminator.variables
+                 + state.g_optimizer.variables + state.d_optimizer.variables)
+    for variable in variables:
+        value = np.asarray(variable.numpy())
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            return False
+    return True
+
+
+def save_checkpoint(state, manager):
+    """Saves `state` as ckpt-<step>. A loss can stay finite for the step whose update made a
+    weight NaN, so the weights themselves are checked first: if any is NaN or Inf, raises
+    NonFiniteLossError and writes nothing."""
+    step = int(state.step.numpy())
+    if not state_is_finite(state):
+        raise NonFiniteLossError(
+            f"a weight or optimizer value became NaN or Inf by epoch {step - 1}; stopped "
+            f"without saving it. The last good checkpoint is kept in {manager.directory}.")
+    return manager.save(checkpoint_number=step)
+
+
+def stop_on_signal(request, state, manager, saved_step):
+    """After a stop signal: saves a checkpoint at the current step (unless `saved_step`, the
+    last one saved, is it already) and returns the interrupts.Interrupted to raise, whose
+    message says where the run stopped."""
+    step = int(state.step.numpy())
+    if step != saved_step:
+        save_checkpoint(state, manager)
+    where = (f"checkpoint {os.path.join(manager.directory, f'ckpt-{step}')} holds it"
+             if step else "nothing trained yet, nothing saved")
+    message = (f"stopped by {request.name} at epoch {step} ({where}); run the same command "
+               f"to resume. Exit code {interrupts.exit_code(request.signum)}.")
+    return interrupts.Interrupted(request.signum, step, message)
+
+
+def apply_learning_rates(state, config, log=print):
+    """Sets both optimizers' learning rates to config's. A checkpoint holds the rates it was
+    saved with, and restoring it would otherwise silently override --g_learning_rate and
+    --d_learning_rate on a resumed run; a change is logged."""
+    for name, optimizer in (("g_learning_rate", state.g_optimizer),
+                            ("d_learning_rate", state.d_optimizer)):
+        wanted, current = getattr(config, name), float(optimizer.learning_rate.numpy())
+        if current != float(np.float32(wanted)):
+            log(f"--{name}={wanted:g} replaces the checkpoint's {current:g}.")
+            optimizer.learning_rate = wanted
 
 
 def train(config, log=print):
@@ -249,17 +297,26 @@ def train(config, log=print):
 
     The image for epoch e (0-based, e % save_every == 0) is written after iteration e,
     i.e. when the step counter reaches e + 1, as in the original loop. Returns the state.
+
+    Raises NonFiniteLossError on a NaN/Inf loss or weight (nothing bad is saved), and
+    interrupts.Interrupted after SIGINT/SIGTERM, once a checkpoint of the current step is
+    written and the pending images are flushed.
     """
     config.validate()
-    train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     state = create_state(config)
-    manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints)
+    manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints,
+                                       log=log)
     start = checkpoints.restore_latest(state, manager, config.architecture(), log=log)
+    apply_learning_rates(state, config, log=log)
     if start >= config.epochs:
         log(f"Already trained {start} of {config.epochs} epochs; nothing to do.")
         return state
     log(f"{'Resuming from' if start else 'Starting at'} step {start}; "
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
+    # After the checkpoint checks: a refused resume or a finished run needs no data.
+    train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
 
     k = config.steps_per_call
     # Each iteration takes d_steps real batches (one per D update).
@@ -269,12 +326,17 @@ def train(config, log=print):
     generate = make_generate(state)
     renderer = images.StripRenderer(config.num_images)
     step, t0 = start, time.time()
-    with monitor.RunMonitor(config, start, log) as run_monitor, \
+    saved_step = start
+    # On exit (also by an exception) the writer finishes its images before handlers go.
+    with interrupts.stop_requested() as interrupt, \
+            monitor.RunMonitor(config, start, log) as run_monitor, \
             images.BackgroundWriter() as writer:
         while step < config.epochs:
             batches, labels = next(stream)
             offset = 0
             while offset < k and step < config.epochs:
+                if interrupt:
+                    raise stop_on_signal(interrupt, state, manager, saved_step)
                 stop = min(step + k - offset, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
                            next_boundary(step, config.checkpoint_every),
@@ -296,7 +358,8 @@ def train(config, log=print):
                                   images.image_path(config.image_dir, step - 1))
                     run_monitor.on_strip(step - 1, strip)
                 if step % config.checkpoint_every == 0 or step == config.epochs:
-                    manager.save(checkpoint_number=step)
+                    save_checkpoint(state, manager)
+                    saved_step = step
                 if config.eval_every and step % config.eval_every == 0:
                     scalars, line = eval_lib.training_eval(
                         sampling_generator(state), step, config.eval_samples, config.data_dir)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -44,6 +45,43 @@ def run_cli(module, *args, env=None, timeout=600):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(module, *args, log_path):
+    """Starts `python -m module args...` like run_cli but without waiting; stdout and stderr
+    go to the file `log_path` (a pipe nobody reads could fill up and stall the child)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    with open(log_path, "w") as log:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_file(path, process, timeout=300):
+    """Waits until `path` exists; fails if `process` exits first or time runs out."""
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, f"exited with {process.returncode} before {path} appeared"
+        assert time.time() < deadline, f"{path} did not appear within {timeout}s"
+        time.sleep(0.005)
+
+
+def checkpoint_tensors(prefix):
+    """{name: value} of every tensor stored in the checkpoint `prefix`."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(prefix)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def file_snapshot(folder):
+    """{relative path: (mtime_ns, bytes)} of every file under `folder`."""
+    out = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = (os.stat(path).st_mtime_ns, f.read())
+    return out
 
 
 @pytest.fixture(scope="session")

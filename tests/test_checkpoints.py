@@ -1,8 +1,11 @@
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
 
+from conftest import file_snapshot
 from gan import checkpoints, train_lib
 from gan.config import TrainConfig
 
@@ -78,6 +81,138 @@ def test_other_architecture_is_refused(tmp_path, data_dir):
     with pytest.raises(checkpoints.CheckpointError, match="different configuration"):
         train_lib.train(other, log=lambda s: None)
     assert checkpoints.list_checkpoints(config.checkpoint_dir)[0].endswith("ckpt-40")
+
+
+# --- damaged checkpoints, other configurations, NaN weights ------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_80(tmp_path_factory, data_dir):
+    """A run to epoch 80 with checkpoints at 40 and 80, to copy and damage."""
+    folder = tmp_path_factory.mktemp("trained_80")
+    train_lib.train(tiny_config(folder, data_dir, epochs=80), log=lambda s: None)
+    return folder
+
+
+def copy_of(trained, tmp_path):
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
+    return str(tmp_path / "ckpt")
+
+
+def truncate(path, fraction=0.5):
+    with open(path, "r+b") as f:
+        f.truncate(int(os.path.getsize(path) * fraction))
+
+
+DAMAGES = {
+    "truncated data": lambda p: truncate(p + ".data-00000-of-00001"),
+    "empty data": lambda p: truncate(p + ".data-00000-of-00001", 0),
+    "missing data": lambda p: os.remove(p + ".data-00000-of-00001"),
+    "missing index": lambda p: os.remove(p + ".index"),
+    "garbage index": lambda p: open(p + ".index", "wb").write(b"not an index" * 10),
+}
+
+
+def restore_into_fresh_state(config, logs):
+    state = train_lib.create_state(config)
+    manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints,
+                                       log=logs.append)
+    return checkpoints.restore_latest(state, manager, config.architecture(), log=logs.append)
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
+        trained_80, tmp_path, data_dir, damage):
+    ckpt = copy_of(trained_80, tmp_path)
+    DAMAGES[damage](os.path.join(ckpt, "ckpt-80"))
+    files = sorted(os.listdir(ckpt))
+    logs = []
+    assert restore_into_fresh_state(tiny_config(tmp_path, data_dir), logs) == 40
+    assert any("WARNING: skipped damaged checkpoint" in line and "ckpt-80" in line
+               for line in logs), logs
+    assert sorted(os.listdir(ckpt)) == files  # nothing deleted, nothing renamed
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage {{{", b"\x00\xff\xfe\x89"],
+                         ids=["empty", "text", "binary"])
+def test_a_damaged_state_file_is_set_aside_and_the_newest_checkpoint_used(
+        trained_80, tmp_path, data_dir, content):
+    ckpt = copy_of(trained_80, tmp_path)
+    (tmp_path / "ckpt" / "checkpoint").write_bytes(content)
+    logs = []
+    assert restore_into_fresh_state(tiny_config(tmp_path, data_dir), logs) == 80
+    backups = [n for n in os.listdir(ckpt) if n.startswith("checkpoint.corrupt-")]
+    assert len(backups) == 1 and (tmp_path / "ckpt" / backups[0]).read_bytes() == content
+    assert any("WARNING" in line and backups[0] in line for line in logs), logs
+    assert checkpoints.list_checkpoints(ckpt) == [os.path.join(ckpt, "ckpt-80"),
+                                                  os.path.join(ckpt, "ckpt-40")]
+
+
+def test_after_a_fallback_training_ends_bit_identical_and_keeps_good_checkpoints(
+        trained_80, tmp_path, data_dir):
+    straight = train_lib.train(tiny_config(tmp_path / "straight", data_dir), log=lambda s: None)
+    ckpt = copy_of(trained_80, tmp_path / "damaged")
+    truncate(os.path.join(ckpt, "ckpt-80.data-00000-of-00001"))
+    (tmp_path / "damaged" / "ckpt" / "checkpoint").write_bytes(b"")
+    logs = []
+    resumed = train_lib.train(tiny_config(tmp_path / "damaged", data_dir, keep_checkpoints=2),
+                              log=logs.append)
+    assert any("Resuming from step 40" in line for line in logs)
+    assert_states_equal(straight, resumed)
+    # ckpt-40 (never in the new rotation list) stays; ckpt-80 was rewritten whole.
+    assert checkpoints.list_checkpoints(ckpt) == [
+        os.path.join(ckpt, f"ckpt-{s}") for s in (120, 80, 40)]
+    fresh_logs = []
+    assert restore_into_fresh_state(tiny_config(tmp_path / "damaged", data_dir),
+                                    fresh_logs) == 120
+    assert not any("WARNING" in line for line in fresh_logs)
+
+
+def test_all_checkpoints_damaged_stops_instead_of_starting_over(trained_80, tmp_path, data_dir):
+    ckpt = copy_of(trained_80, tmp_path)
+    for step in (40, 80):
+        truncate(os.path.join(ckpt, f"ckpt-{step}.data-00000-of-00001"))
+    before = file_snapshot(tmp_path)
+    with pytest.raises(checkpoints.CheckpointError, match="none could be restored") as err:
+        train_lib.train(tiny_config(tmp_path, data_dir), log=lambda s: None)
+    assert "ckpt-40" in str(err.value) and "ckpt-80" in str(err.value)
+    assert file_snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("change", [dict(noise_dim=64), dict(dataset="fashion_mnist")])
+def test_another_configuration_is_refused_before_training_and_changes_nothing(
+        trained_80, tmp_path, data_dir, change):
+    copy_of(trained_80, tmp_path)
+    before = file_snapshot(tmp_path)
+    # fashion_mnist is not prepared in data_dir: the refusal must come before loading data.
+    with pytest.raises(checkpoints.CheckpointError, match="different configuration") as err:
+        train_lib.train(tiny_config(tmp_path, data_dir, epochs=200, **change),
+                        log=lambda s: None)
+    name, value = next(iter(change.items()))
+    assert f'"{name}": {json.dumps(value)}' in str(err.value)
+    assert file_snapshot(tmp_path) == before
+
+
+def test_a_nan_weight_is_never_saved(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir)
+    state = train_lib.create_state(config)
+    manager = checkpoints.make_manager(state, config.checkpoint_dir, 3)
+    slot = state.d_optimizer.variables[-1]
+    slot.assign(np.full(slot.shape, np.inf, np.float32))
+    with pytest.raises(train_lib.NonFiniteLossError, match="NaN or Inf"):
+        train_lib.save_checkpoint(state, manager)
+    assert checkpoints.list_checkpoints(config.checkpoint_dir) == []
+
+
+def test_a_resumed_run_uses_the_learning_rates_it_is_given(tmp_path, data_dir):
+    train_lib.train(tiny_config(tmp_path, data_dir, epochs=40), log=lambda s: None)
+    logs = []
+    state = train_lib.train(tiny_config(tmp_path, data_dir, epochs=41, d_learning_rate=2e-4),
+                            log=logs.append)
+    assert float(state.d_optimizer.learning_rate.numpy()) == np.float32(2e-4)
+    assert float(state.g_optimizer.learning_rate.numpy()) == np.float32(1e-3)
+    assert any("--d_learning_rate=0.0002 replaces the checkpoint's 0.001" in line
+               for line in logs), logs
 
 
 def test_restore_generator_reads_the_saved_generator(generator_checkpoint):

@@ -1,11 +1,15 @@
 """End to end: `python -m gan.train` and `python -m gan.data` as a user runs them."""
 
 import os
+import re
+import signal
+import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import checkpoint_tensors, file_snapshot, run_cli, start_cli, wait_for_file
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +33,11 @@ def test_train_writes_images_and_checkpoints_then_resumes(tmp_path, data_dir):
     assert sorted(os.listdir(tmp_path / "img"))[-1] == "generated_300.png"
     assert (tmp_path / "img" / "generated_200.png").stat().st_mtime_ns == before  # not redone
 
+    before = file_snapshot(tmp_path)
     third = run_cli("gan.train", "--epochs=320", *args)
     assert third.returncode == 0
     assert "nothing to do" in third.stdout
+    assert file_snapshot(tmp_path) == before  # not a byte nor a timestamp changed
 
 
 def test_missing_data_offline_fails_fast_with_a_clear_message(tmp_path):
@@ -47,12 +53,16 @@ def test_missing_data_offline_fails_fast_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--epochs=0", "--batch_size=-1", "--save_every=0",
-                                  "--model=resnet", "--dataset=cifar10"])
+                                  "--model=resnet", "--dataset=cifar10",
+                                  "--image_dir={tmp}/a_file/images",
+                                  "--checkpoint_dir={tmp}/a_file/ckpt"])
 def test_bad_flags_exit_non_zero_naming_the_flag(tmp_path, flag):
-    result = run_cli("gan.train", flag, f"--checkpoint_dir={tmp_path}/c",
-                     f"--image_dir={tmp_path}/i", timeout=120)
-    assert result.returncode != 0
-    assert flag.split("=")[0] in result.stderr
+    (tmp_path / "a_file").write_text("a file, so no folder can be made under it")
+    flag = flag.format(tmp=tmp_path)
+    result = run_cli("gan.train", f"--checkpoint_dir={tmp_path}/c", f"--image_dir={tmp_path}/i",
+                     flag, timeout=120)  # the last of a repeated flag wins
+    assert result.returncode == 2
+    assert f"error: {flag.split('=')[0]}" in result.stderr
     assert not os.path.exists(tmp_path / "c" / "checkpoint")
 
 
@@ -66,3 +76,99 @@ def test_prepare_command_rejects_a_folder_without_idx_files(tmp_path):
 def test_help_says_what_an_epoch_is():
     result = run_cli("gan.train", "--helpfull", timeout=120)
     assert "ONE 'epoch' is one iteration on one batch" in " ".join(result.stdout.split())
+
+
+def test_nan_loss_exits_2_naming_the_epoch_and_saves_nothing_non_finite(tmp_path, data_dir):
+    from gan import checkpoints, train_lib
+    from gan.config import TrainConfig
+
+    config = TrainConfig(epochs=100, checkpoint_every=50, save_every=50, steps_per_call=10,
+                         data_dir=data_dir, image_dir=str(tmp_path / "img"),
+                         checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9)
+    train_lib.train(config, log=lambda s: None)  # 100 good epochs, checkpoints 50 and 100
+    # The same run continued with a learning rate whose first Adam steps overflow float32.
+    result = run_cli("gan.train", "--epochs=300", "--checkpoint_every=50", "--save_every=50",
+                     "--steps_per_call=10", f"--data_dir={data_dir}",
+                     f"--image_dir={config.image_dir}", f"--checkpoint_dir={config.checkpoint_dir}",
+                     "--g_learning_rate=1e30", "--d_learning_rate=1e30")
+    assert result.returncode == 2, result.stderr[-3000:]
+    match = re.search(r"error: non-finite loss at epoch (\d+)", result.stderr)
+    assert match, result.stderr[-3000:]
+    assert 100 <= int(match.group(1)) < 150  # before the next checkpoint was due
+    prefixes = checkpoints.list_checkpoints(config.checkpoint_dir)
+    assert [p.rsplit("-", 1)[1] for p in prefixes] == ["100", "50"]
+    for prefix in prefixes:
+        for name, value in checkpoint_tensors(prefix).items():
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert np.isfinite(value).all(), (prefix, name)
+
+
+# --- kill -9 at any moment: the same command again ends where an uninterrupted run ends ---
+
+KILL_RUN = ["--epochs=1000", "--checkpoint_every=50", "--save_every=50", "--steps_per_call=10",
+            "--seed=3", "--deterministic", "--log_every_secs=1000"]
+
+
+def kill_run_args(folder, data_dir):
+    return [*KILL_RUN, f"--data_dir={data_dir}", f"--image_dir={folder}/img",
+            f"--checkpoint_dir={folder}/ckpt"]
+
+
+def newest_complete_checkpoint(folder):
+    """The highest step with an index file (TensorFlow writes it after the data)."""
+    steps = [int(m.group(1)) for m in map(re.compile(r"ckpt-(\d+)\.index$").match,
+                                          os.listdir(folder)) if m]
+    return max(steps, default=0)
+
+
+def pngs(folder):
+    """{name: bytes} of the generated images (not hidden temporary files)."""
+    return {name: (folder / name).read_bytes() for name in os.listdir(folder)
+            if name.startswith("generated_")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    result = run_cli("gan.train", *kill_run_args(folder, data_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+# What to wait for before the kill, and how long after: just after a checkpoint's index
+# appears (the state file may not list it yet), in the middle of a compiled chunk, and just
+# after an image was written.
+KILL_POINTS = [("ckpt/ckpt-100.index", 0.0), ("ckpt/ckpt-400.index", 0.03),
+               ("img/generated_750.png", 0.0)]
+
+
+def test_kill_9_at_three_points_then_rerun_ends_bit_identical(tmp_path, data_dir,
+                                                              uninterrupted):
+    args = kill_run_args(tmp_path, data_dir)
+    resumed_from = 0
+    for i, (path, delay) in enumerate(KILL_POINTS):
+        process = start_cli("gan.train", *args, log_path=tmp_path / f"log{i}")
+        try:
+            wait_for_file(tmp_path / path, process)
+            time.sleep(delay)
+            assert process.poll() is None, "the run ended before the kill"
+            process.kill()
+            assert process.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if process.poll() is None:
+                process.kill()
+        output = (tmp_path / f"log{i}").read_text()
+        if resumed_from:
+            assert f"Resuming from step {resumed_from};" in output, output[-3000:]
+        resumed_from = newest_complete_checkpoint(tmp_path / "ckpt")
+        assert resumed_from >= int(re.search(r"(\d+)\.", path).group(1))
+
+    final = run_cli("gan.train", *args)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert f"Resuming from step {resumed_from};" in final.stdout  # nothing older, never 0
+    expected = checkpoint_tensors(str(uninterrupted / "ckpt" / "ckpt-1000"))
+    got = checkpoint_tensors(str(tmp_path / "ckpt" / "ckpt-1000"))
+    assert expected.keys() == got.keys()
+    for name in expected:  # weights, Adam slots, step, noise generator state, save counter
+        assert np.array_equal(expected[name], got[name]), name
+    assert pngs(tmp_path / "img") == pngs(uninterrupted / "img")  # all 20, none truncated
