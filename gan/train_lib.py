@@ -3,6 +3,7 @@
 Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs [B, 1].
 """
 
+import concurrent.futures
 import dataclasses
 import os
 import time
@@ -183,21 +184,23 @@ def make_multi_step(state, jit_compile=True):
     "finite" (False if it stopped on a NaN/Inf).
     """
 
-    @tf.function(jit_compile=jit_compile)
+    # autograph=False: the loop is an explicit tf.while_loop and everything else is plain
+    # Python around TF ops, so there is nothing to convert (converting cost ~1 s at start-up).
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def multi_step(batches, start, count, labels=None):
-        # An explicit while loop: `tf.range(count)` would make XLA treat count as a
-        # compile-time constant and recompile for every chunk length.
-        totals = {k: tf.constant(0.0) for k in METRICS}
-        done = tf.constant(0)
-        finite = tf.constant(True)
-        while done < count and finite:
+        def body(done, finite, totals):
             metrics = train_step(state, batches[start + done],
                                  None if labels is None else labels[start + done])
             finite = tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
-            totals = {k: totals[k] + metrics[k] for k in METRICS}
-            done += 1
+            return done + 1, finite, [t + metrics[k] for t, k in zip(totals, METRICS)]
+
+        # `count` is a loop-condition tensor, not a trip count, so XLA does not treat it as a
+        # compile-time constant and recompile for every chunk length.
+        done, finite, totals = tf.while_loop(
+            lambda done, finite, totals: (done < count) & finite, body,
+            (tf.constant(0), tf.constant(True), [tf.constant(0.0)] * len(METRICS)))
         n = tf.cast(tf.maximum(done, 1), tf.float32)
-        out = {k: v / n for k, v in totals.items()}
+        out = {k: t / n for k, t in zip(METRICS, totals)}
         out.update(steps=done, finite=finite)
         return out
 
@@ -232,6 +235,16 @@ def make_generate(state):
     """Compiled generator call (sampling generator): noise [N, Z] -> images [N, 28, 28];
     a conditional one draws digits 0, 1, 2, ... in order (`strip_labels`)."""
     return tf.function(lambda z: generate(state, z, strip_labels(tf.shape(z)[0])))
+
+
+def warm_up(multi_step, generate, state, config):
+    """Traces and compiles `multi_step` (make_multi_step) and `generate` (make_generate)
+    for config's shapes without changing the state: the loop runs 0 iterations on zero
+    batches of the training stream's shapes and dtypes."""
+    k, batch = config.steps_per_call, config.batch_size * config.d_steps
+    multi_step(tf.zeros([k, batch, *models.IMAGE_SHAPE]), tf.constant(0), tf.constant(0),
+               tf.zeros([k, batch], tf.int32))
+    generate(state.fixed_noise)
 
 
 def next_boundary(step, every, offset=0):
@@ -315,22 +328,28 @@ def train(config, log=print):
         return state
     log(f"{'Resuming from' if start else 'Starting at'} step {start}; "
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
-    # After the checkpoint checks: a refused resume or a finished run needs no data.
-    train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
-
-    k = config.steps_per_call
-    # Each iteration takes d_steps real batches (one per D update).
-    stream = iter(data.make_batches(train_images, train_labels,
-                                    config.batch_size * config.d_steps, config.seed, start, k))
     multi_step = make_multi_step(state, config.xla)
     generate = make_generate(state)
-    renderer = images.StripRenderer(config.num_images)
-    step, t0 = start, time.time()
+    k = config.steps_per_call
     saved_step = start
-    # On exit (also by an exception) the writer finishes its images before handlers go.
+    # The writer thread does the per-chunk logging and image files while the loop runs on;
+    # on exit (also by an exception) it finishes its jobs before the handlers go.
     with interrupts.stop_requested() as interrupt, \
             monitor.RunMonitor(config, start, log) as run_monitor, \
             images.BackgroundWriter() as writer:
+        # Tracing and XLA compilation (~3 s) overlap loading the data and opening the logs.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            compiled = pool.submit(warm_up, multi_step, generate, state, config)
+            # After the checkpoint checks: a refused resume or a finished run needs no data.
+            train_images, train_labels = data.load_split(config.dataset, "train",
+                                                         config.data_dir)
+            # Each iteration takes d_steps real batches (one per D update).
+            stream = iter(data.make_batches(train_images, train_labels,
+                                            config.batch_size * config.d_steps, config.seed,
+                                            start, k))
+            renderer = images.StripRenderer(config.num_images)
+            compiled.result()
+        step, t0 = start, time.time()
         while step < config.epochs:
             batches, labels = next(stream)
             offset = 0
@@ -351,12 +370,13 @@ def train(config, log=print):
                         f"The last good checkpoint is kept in {config.checkpoint_dir}.")
                 offset += stop - step
                 step = stop
-                run_monitor.on_chunk(step, {k_: float(metrics[k_]) for k_ in METRICS})
+                writer.submit(run_monitor.on_chunk, step,
+                              {k_: float(metrics[k_]) for k_ in METRICS}, time.time())
                 if (step - 1) % config.save_every == 0:
                     strip = generate(state.fixed_noise).numpy()
                     writer.submit(renderer.save, strip,
                                   images.image_path(config.image_dir, step - 1))
-                    run_monitor.on_strip(step - 1, strip)
+                    writer.submit(run_monitor.on_strip, step - 1, strip)
                 if step % config.checkpoint_every == 0 or step == config.epochs:
                     save_checkpoint(state, manager)
                     saved_step = step
@@ -364,7 +384,7 @@ def train(config, log=print):
                     scalars, line = eval_lib.training_eval(
                         sampling_generator(state), step, config.eval_samples, config.data_dir)
                     log(line)
-                    run_monitor.write_scalars(step, scalars)
+                    writer.submit(run_monitor.write_scalars, step, scalars)
     gif, plot = run_monitor.finish()
     log(f"Done: {step - start} iterations in {time.time() - t0:.1f}s; "
         f"images in {config.image_dir}, checkpoints in {config.checkpoint_dir}.")
