@@ -91,6 +91,18 @@ def test_write_scalars_goes_to_tensorboard_and_the_history(tmp_path):
         {"step": 500, "eval/classifier_score": 7.5, "eval/modes": 9.0}]
 
 
+def test_on_chunk_rates_use_the_times_the_chunks_ended(tmp_path):
+    # The loop hands on_chunk to its writer thread with the time each chunk ended, so the
+    # rate must come from those times, not from when the thread gets to it.
+    with monitor.RunMonitor(tiny_config(tmp_path, quiet=True), 0, log=lambda s: None) as run:
+        run._last_time = 1000.0
+        run.on_chunk(100, {"d_loss": 0.5}, now=1000.5)
+        run.on_chunk(150, {"d_loss": 0.4}, now=1001.5)
+    records = monitor.read_history(str(tmp_path / "ckpt" / "logs" / "metrics.jsonl"))
+    assert [(r["step"], r["steps"], r["steps_per_sec"]) for r in records] == [
+        (100, 100, 200.0), (150, 50, 50.0)]
+
+
 def test_plot_history_writes_a_png_and_needs_training_records(tmp_path):
     records = [{"step": s, "steps": 10, "d_loss": 0.7, "g_loss": 1.0, "d_real": 0.6,
                 "d_fake": 0.4} for s in range(10, 60, 10)] + [{"step": 50, "eval/x": 1.0}]

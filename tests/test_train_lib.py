@@ -127,6 +127,29 @@ def test_multi_step_stops_at_the_first_non_finite_loss(state):
     assert int(state.step.numpy()) == 3
 
 
+def test_warm_up_compiles_without_changing_the_state_or_retracing_later():
+    config = config_lib.TrainConfig(seed=3, steps_per_call=4, batch_size=8, num_images=3)
+    state = train_lib.create_state(config)
+    def snapshot():
+        models_and_optimizers = (state.generator, state.discriminator, state.g_optimizer,
+                                 state.d_optimizer)
+        return ([v.numpy().copy() for m in models_and_optimizers for v in m.variables]
+                + [state.rng.state.numpy().copy(), state.step.numpy()])
+
+    before = snapshot()
+    multi_step = train_lib.make_multi_step(state, jit_compile=True)
+    generate = train_lib.make_generate(state)
+    train_lib.warm_up(multi_step, generate, state, config)
+    assert same(before, snapshot())
+    traces = multi_step.experimental_get_tracing_count()
+    batches = tf.random.uniform([4, 8, 28, 28])
+    out = multi_step(batches, tf.constant(0), tf.constant(4), tf.zeros([4, 8], tf.int32))
+    generate(state.fixed_noise)
+    assert int(out["steps"]) == 4 and int(state.step.numpy()) == 4
+    assert multi_step.experimental_get_tracing_count() == traces == 1
+    assert generate.experimental_get_tracing_count() == 1
+
+
 @pytest.mark.parametrize("step,every,offset,expected", [
     (0, 100, 1, 1), (1, 100, 1, 101), (100, 100, 1, 101), (0, 1000, 0, 1000),
     (999, 1000, 0, 1000), (1000, 1000, 0, 2000)])
