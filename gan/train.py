@@ -89,6 +89,19 @@ flags.DEFINE_bool("ema", DEFAULTS.ema,
                   "Keep an exponential moving average of the generator's weights (in the "
                   "checkpoint); images and evaluation use it.")
 flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay, "Decay of --ema per generator update.")
+# Scaling out (gan.distribute; README "Scaling out").
+flags.DEFINE_enum("strategy", DEFAULTS.strategy, ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, "
+                  "or the --cpu_devices logical CPUs) or 'multi_worker' (hosts and this "
+                  "worker's task from $TF_CONFIG). --batch_size is the global batch, split "
+                  "evenly over the replicas.")
+flags.DEFINE_integer("cpu_devices", DEFAULTS.cpu_devices,
+                     "Split the CPU into this many logical devices (0 = off), e.g. to run "
+                     "--strategy=mirrored on a machine without GPUs.")
+flags.DEFINE_bool("mixed_precision", DEFAULTS.mixed_precision,
+                  "Compute in float16 (Keras policy mixed_float16; variables and losses stay "
+                  "float32) with dynamic loss scaling; for GPUs. Part of the checkpoint: a "
+                  "run resumes only with the same setting.")
 
 
 def config_from_flags():
