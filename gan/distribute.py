@@ -86,11 +86,16 @@ def is_chief(strategy):
     if strategy is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     resolver = strategy.cluster_resolver
-    task_type, task_id = resolver.task_type, resolver.task_id
+    return is_chief_task(resolver.task_type, resolver.task_id,
+                         resolver.cluster_spec().as_dict())
+
+
+def is_chief_task(task_type, task_id, cluster):
+    """True for the chief of `cluster` ({job name: addresses}, as in TF_CONFIG): the task of
+    type "chief", or "worker" 0 when there is no chief (or no task type: one process)."""
     if task_type is None or task_type == "chief":
         return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and not has_chief
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
 def check_global_batch(config, replicas):

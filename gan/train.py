@@ -90,7 +90,7 @@ flags.DEFINE_bool("ema", DEFAULTS.ema,
                   "checkpoint); images and evaluation use it.")
 flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay, "Decay of --ema per generator update.")
 # Scaling out (gan.distribute; README "Scaling out").
-flags.DEFINE_enum("strategy", DEFAULTS.strategy, ["default", "mirrored", "multi_worker"],
+flags.DEFINE_string("strategy", DEFAULTS.strategy,
                   "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, "
                   "or the --cpu_devices logical CPUs) or 'multi_worker' (hosts and this "
                   "worker's task from $TF_CONFIG). --batch_size is the global batch, split "

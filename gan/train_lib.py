@@ -65,13 +65,21 @@ class StepOptions:
 
 def create_state(config, strategy=None):
     """Builds models, optimizers and RNG for `config`; seeded, so the same config gives
-    bit-identical initial weights. With a tf.distribute `strategy`, every variable is made
-    in its scope (mirrored over its replicas). With config.mixed_precision the models
-    compute in float16 (variables and outputs stay float32) and each Adam is wrapped in a
-    keras.optimizers.LossScaleOptimizer (dynamic loss scaling)."""
+    bit-identical initial weights. With a tf.distribute `strategy`, the networks and
+    optimizers are made in its scope (mirrored over its replicas); the step counter, RNG and
+    the rest are plain variables of this process, used in cross-replica context (each
+    worker of a multi-worker run holds equal copies). With config.mixed_precision the
+    models compute in float16 (variables and outputs stay float32) and each Adam is wrapped
+    in a keras.optimizers.LossScaleOptimizer (dynamic loss scaling)."""
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope, _dtype_policy("mixed_float16" if config.mixed_precision else None):
-        return _build_state(config)
+        generator, discriminator, optimizers, ema_generator = _build_networks(config)
+    rng = tf.random.Generator.from_seed(config.seed)
+    fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
+        [config.num_images, config.noise_dim])
+    return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
+                      fixed_noise, config.architecture(), ema_generator,
+                      StepOptions.from_config(config))
 
 
 @contextlib.contextmanager
@@ -89,7 +97,8 @@ def _dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def _build_state(config):
+def _build_networks(config):
+    """(generator, discriminator, [g_optimizer, d_optimizer], ema_generator or None)."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
     generator = models.make_generator(config.model, config.noise_dim, config.conditional)
     discriminator = models.make_discriminator(
@@ -102,16 +111,11 @@ def _build_state(config):
             opt = keras.optimizers.LossScaleOptimizer(opt)
         opt.build(net.trainable_variables)  # slots exist before restore and before tracing
         optimizers.append(opt)
-    rng = tf.random.Generator.from_seed(config.seed)
-    fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
-        [config.num_images, config.noise_dim])
     ema_generator = None
     if config.ema:  # built after the rest, so the default run's initial weights are unchanged
         ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional)
         ema_generator.set_weights(generator.get_weights())
-    return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
-                      fixed_noise, config.architecture(), ema_generator,
-                      StepOptions.from_config(config))
+    return generator, discriminator, optimizers, ema_generator
 
 
 def discriminator_step(state, real_images, noise, labels=None, alpha=None):
