@@ -125,3 +125,24 @@ def writing_folders(config, chief):
                os.path.join(folder, "checkpoints"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_same_start(strategy, step):
+    """Raises ValueError unless every worker restored the same step counter `step` (a
+    worker that cannot see the chief's --checkpoint_dir would start again from 0 and the
+    replicas would train different steps). A no-op without a multi-worker strategy."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    # Sums of s and s^2 over the replicas: equal steps iff R * sum(s^2) == sum(s)^2, and
+    # every worker computes the same sums, so all of them decide alike (none is left
+    # waiting in a collective).
+    @tf.function  # eager collectives are slow and warned about
+    def sums():
+        values = strategy.run(lambda: tf.constant([step, step * step], tf.int64))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
+
+    total, squares = sums().numpy()
+    if strategy.num_replicas_in_sync * squares != total * total:
+        raise ValueError(
+            f"the workers restored different steps (this one {step}): --checkpoint_dir must "
+            "be one folder that every worker reads (a shared file system)")

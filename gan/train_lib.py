@@ -450,6 +450,7 @@ def _train(config, strategy, save_to, log):
                else checkpoints.make_manager(state, save_to, 1, log=log))
     start = checkpoints.restore_latest(state, restore_from, config.architecture(),
                                        log=log)
+    distribute.check_same_start(strategy, start)
     apply_learning_rates(state, config, log=log)
     if start >= config.epochs:
         log(f"Already trained {start} of {config.epochs} epochs; nothing to do.")

@@ -199,17 +199,19 @@ def free_ports(count):
     return ports
 
 
-def run_two_workers(tmp_path, data_dir, epochs, timeout=240):
+def run_two_workers(tmp_path, data_dir, epochs, checkpoint_dirs=("ckpt", "ckpt"),
+                    timeout=240):
     """Runs `gan.train --strategy=multi_worker` as workers 0 (the chief) and 1 of a local
-    cluster; returns [(returncode, output)] of each. A hung collective is killed by the
-    timeout."""
+    cluster, with the --checkpoint_dir of each under tmp_path; returns [(returncode,
+    output)] of each. A hung collective is killed by the timeout."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    args = [sys.executable, "-m", "gan.train", "--strategy=multi_worker", f"--epochs={epochs}",
-            "--batch_size=8", "--save_every=10", "--checkpoint_every=10", "--steps_per_call=10",
-            f"--data_dir={data_dir}", f"--image_dir={tmp_path}/img",
-            f"--checkpoint_dir={tmp_path}/ckpt"]
     processes = []
     for index in range(2):
+        args = [sys.executable, "-m", "gan.train", "--strategy=multi_worker",
+                f"--epochs={epochs}", "--batch_size=8", "--save_every=10",
+                "--checkpoint_every=10", "--steps_per_call=10", f"--data_dir={data_dir}",
+                f"--image_dir={tmp_path}/img",
+                f"--checkpoint_dir={tmp_path}/{checkpoint_dirs[index]}"]
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env = dict(os.environ, TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL="2",
                    TMPDIR=str(tmp_path / "tmp"))  # where a worker's temporary folder goes
@@ -244,3 +246,17 @@ def test_two_local_workers_train_only_the_chief_writes_and_a_rerun_resumes(tmp_p
     assert (tmp_path / "ckpt" / "ckpt-30.index").exists()
     assert "generated_20.png" in os.listdir(tmp_path / "img")
     assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.slow
+def test_workers_that_restore_different_steps_all_stop_with_a_message(tmp_path, data_dir):
+    state = train_lib.create_state(TrainConfig(batch_size=8))
+    state.step.assign(20)
+    checkpoints.make_manager(state, str(tmp_path / "chief"), 1).save(checkpoint_number=20)
+    results = run_two_workers(tmp_path, data_dir, epochs=30, checkpoint_dirs=("chief", "own"))
+    for (code, output), step in zip(results, (20, 0)):
+        assert code == 2, output[-3000:]
+        assert f"error: the workers restored different steps (this one {step})" in output
+    assert checkpoints.list_checkpoints(str(tmp_path / "chief")) == [
+        str(tmp_path / "chief" / "ckpt-20")]  # nothing trained, nothing saved
+    assert not (tmp_path / "img").exists() or os.listdir(tmp_path / "img") == []
