@@ -29,11 +29,27 @@ def test_default_strategy_is_no_strategy_and_the_chief():
     assert distribute.is_chief(strategy)
 
 
-def test_unknown_strategy_names_the_flag():
+def test_unknown_strategy_names_the_flag(tmp_path):
     with pytest.raises(ValueError, match="--strategy must be one of default, mirrored"):
         distribute.make_strategy("parameter_server")
     with pytest.raises(ValueError, match="--strategy must be one of"):
-        TrainConfig(strategy="tpu", image_dir="/tmp", checkpoint_dir="/tmp").validate()
+        TrainConfig(strategy="tpu", image_dir=str(tmp_path),
+                    checkpoint_dir=str(tmp_path)).validate()
+
+
+def test_config_knows_the_same_strategies():
+    from gan import config
+
+    assert config.STRATEGIES == distribute.STRATEGIES
+
+
+def test_cpu_devices_after_tensorflow_started_names_the_flag(tmp_path):
+    tf.constant(0)  # devices are initialised in this process by now
+    with pytest.raises(ValueError, match="--cpu_devices=3 must be set before TensorFlow"):
+        distribute.configure_cpu_devices(3)
+    with pytest.raises(ValueError, match="--cpu_devices must be 0"):
+        TrainConfig(cpu_devices=-1, image_dir=str(tmp_path),
+                    checkpoint_dir=str(tmp_path)).validate()
 
 
 def test_multi_worker_needs_a_usable_tf_config(monkeypatch):
