@@ -23,7 +23,9 @@ flags.DEFINE_integer(
     "epochs", DEFAULTS.epochs,
     "Training iterations, as in the original script: ONE 'epoch' is one iteration on one "
     "batch (not a pass over the dataset). --epochs=10000 does what `python main.py` did.")
-flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Real (and fake) images per iteration.")
+flags.DEFINE_integer("batch_size", DEFAULTS.batch_size,
+                     "Real (and fake) images per iteration: the global batch, split over the "
+                     "replicas of --strategy.")
 flags.DEFINE_integer("noise_dim", DEFAULTS.noise_dim, "Size of the generator's noise input.")
 flags.DEFINE_string("model", DEFAULTS.model,
                     "Architecture: 'mlp' is the original's; 'mlp_large' a deeper, wider MLP "
