@@ -6,6 +6,8 @@ In one run, on the same data and machine, it measures
   2. the wall time of `python -m gan.train --epochs=10000` end to end (start-up, data, compile,
      training and all 100 image files), from a fresh checkpoint folder;
   3. images/s of the training loop at several batch sizes.
+With --scaling it instead measures images/s on one device against --strategy=mirrored over
+all local GPUs (or the --cpu_devices logical CPUs), at each --batch_sizes global batch.
 Prints a table and one JSON line. Timings are of this machine at this moment: run it on an
 otherwise idle machine and compare ratios, not absolute figures, across machines.
 """
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from absl import flags
+from absl import flags, logging
 
 from gan import cli
 
@@ -30,18 +32,26 @@ flags.DEFINE_integer("batch_steps", 400, "Timed iterations per batch size.")
 flags.DEFINE_bool("end_to_end", True, "Also time `python -m gan.train --epochs=10000`.")
 flags.DEFINE_integer("e2e_epochs", 10000, "--epochs of the end-to-end run.")
 flags.DEFINE_string("json_out", None, "Also write the results as JSON to this file.")
+flags.DEFINE_bool("scaling", False,
+                  "Only measure images/s of one device (with and without XLA) against "
+                  "--strategy=mirrored over all local GPUs or the --cpu_devices logical CPUs.")
+flags.DEFINE_integer("cpu_devices", 0, "With --scaling on a machine without GPUs: split the "
+                     "CPU into this many logical devices for the mirrored run.")
 FLAGS = flags.FLAGS
 
 
-def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla=True):
-    """Iterations/s of train_lib's compiled multi-step loop on the real data stream."""
+def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla=True,
+                      strategy=None):
+    """Iterations/s of train_lib's compiled multi-step loop on the real data stream (under the
+    tf.distribute `strategy` if given, batch_size then being the global batch; XLA is only
+    used without one, as in training)."""
     import tensorflow as tf
 
     from gan import config as config_lib
     from gan import data, train_lib
 
-    state = train_lib.create_state(config_lib.TrainConfig(batch_size=batch_size))
-    multi_step = train_lib.make_multi_step(state, xla)
+    state = train_lib.create_state(config_lib.TrainConfig(batch_size=batch_size), strategy)
+    multi_step = train_lib.make_multi_step(state, xla and strategy is None, strategy)
     stream = iter(data.make_batches(images, labels, batch_size, 0, 0, steps_per_call))
     zero, k = tf.constant(0), tf.constant(steps_per_call)
     multi_step(next(stream)[0], zero, k)  # compile
@@ -83,8 +93,33 @@ def time_end_to_end(data_dir, epochs):
     return seconds, num_images
 
 
+def scaling(images, labels, results):
+    """--scaling: images/s per global batch on one device (XLA and not) and mirrored."""
+    from gan import distribute
+
+    mirrored = distribute.make_strategy("mirrored")
+    replicas = mirrored.num_replicas_in_sync
+    results["devices"] = replicas
+    results["scaling"] = {}
+    print(f"images/s at each global batch; mirrored over {replicas} devices")
+    print("batch  1 device, XLA  1 device, no XLA  mirrored")
+    for batch in map(int, FLAGS.batch_sizes):
+        row = [time_project_loop(images, labels, batch, FLAGS.batch_steps, xla=xla) * batch
+               for xla in (True, False)]
+        row.append(time_project_loop(images, labels, batch, FLAGS.batch_steps,
+                                     strategy=mirrored) * batch)
+        results["scaling"][batch] = dict(zip(("one_xla", "one", "mirrored"), row))
+        print(f"{batch:5d}  {row[0]:13.0f}  {row[1]:16.0f}  {row[2]:8.0f}")
+
+
 def main(argv):
     del argv
+    from gan import distribute
+
+    logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines would bury the table
+
+    if FLAGS.cpu_devices:  # before TensorFlow initialises its devices
+        distribute.configure_cpu_devices(FLAGS.cpu_devices)
     import tensorflow as tf
 
     from gan import data
@@ -93,6 +128,9 @@ def main(argv):
     results = {"machine": f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
                           f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"}
     print(f"machine: {results['machine']}")
+    if FLAGS.scaling:
+        scaling(images, labels, results)
+        return finish(results)
 
     results["project_it_per_s"] = time_project_loop(images, labels, 32, FLAGS.steps)
     print(f"this project's loop:  {results['project_it_per_s']:8.1f} it/s")
@@ -114,6 +152,11 @@ def main(argv):
         results["images_per_s"][batch] = rate * batch
         print(f"{batch:5d}  {rate:6.1f}  {rate * batch:9.0f}")
 
+    finish(results)
+
+
+def finish(results):
+    """Prints the results as one JSON line (and writes it to --json_out)."""
     line = json.dumps(results)
     print(line)
     if FLAGS.json_out:

@@ -8,6 +8,7 @@ from gan import data
 
 MODELS = ("mlp", "mlp_large", "dcgan")  # as gan.models.MODELS (not imported: keras is heavy)
 LOSSES = ("bce", "hinge", "wgan-gp")  # as gan.losses.LOSSES
+STRATEGIES = ("default", "mirrored", "multi_worker")  # as gan.distribute.STRATEGIES
 
 
 @dataclasses.dataclass
@@ -51,10 +52,18 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update, each on its own real batch
     ema: bool = False  # keep an exponential moving average of G's weights, sample from it
     ema_decay: float = 0.999
+    # Scaling out (gan.distribute): tf.distribute strategy, logical CPU devices for it on a
+    # machine without GPUs (0 = leave the CPU whole), float16 compute with loss scaling.
+    strategy: str = "default"
+    cpu_devices: int = 0
+    mixed_precision: bool = False
 
     # Fields whose change makes an existing checkpoint unusable for this run.
     ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset", "conditional", "loss",
                            "spectral_norm", "minibatch_std", "ema")
+    # Also recorded, but only when set: checkpoints made before they existed stay resumable.
+    # (--mixed_precision wraps the optimizers in loss-scale optimizers: other variables.)
+    OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision",)
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name)."""
@@ -83,6 +92,11 @@ class TrainConfig:
         if self.minibatch_std and self.batch_size % 4:
             raise ValueError(f"--minibatch_std needs --batch_size to be a multiple of 4 (its "
                              f"group size), got {self.batch_size}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, "
+                             f"got '{self.strategy}'")
+        if self.cpu_devices < 0:
+            raise ValueError(f"--cpu_devices must be 0 (off) or positive, got {self.cpu_devices}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be in (0, 1), got {self.ema_decay}")
         if not self.gp_weight >= 0:
@@ -101,7 +115,10 @@ class TrainConfig:
 
     def architecture(self):
         """JSON of the fields a checkpoint must agree with to be resumed."""
-        return json.dumps({k: getattr(self, k) for k in self.ARCHITECTURE_FIELDS}, sort_keys=True)
+        fields = {k: getattr(self, k) for k in self.ARCHITECTURE_FIELDS}
+        fields.update({k: getattr(self, k) for k in self.OPTIONAL_ARCHITECTURE_FIELDS
+                       if getattr(self, k)})
+        return json.dumps(fields, sort_keys=True)
 
 
 def check_writable_dir(path, flag):

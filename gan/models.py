@@ -178,12 +178,14 @@ def takes_labels(model):
 
 
 def call(model, x, labels=None, training=False):
-    """Calls a generator or discriminator on x, passing labels only to conditional models."""
+    """Calls a generator or discriminator on x, passing labels only to conditional models.
+    The output is float32 also for a model computing in float16 (mixed precision), so
+    losses, images and the [real; fake] batch stay float32 (a no-op otherwise)."""
     if takes_labels(model):
         if labels is None:
             raise ValueError(f"the conditional {model.name} needs labels")
-        return model([x, labels], training=training)
-    return model(x, training=training)
+        return keras.ops.cast(model([x, labels], training=training), "float32")
+    return keras.ops.cast(model(x, training=training), "float32")
 
 
 def build_generator(architecture):

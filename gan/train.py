@@ -23,7 +23,9 @@ flags.DEFINE_integer(
     "epochs", DEFAULTS.epochs,
     "Training iterations, as in the original script: ONE 'epoch' is one iteration on one "
     "batch (not a pass over the dataset). --epochs=10000 does what `python main.py` did.")
-flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Real (and fake) images per iteration.")
+flags.DEFINE_integer("batch_size", DEFAULTS.batch_size,
+                     "Real (and fake) images per iteration: the global batch, split over the "
+                     "replicas of --strategy.")
 flags.DEFINE_integer("noise_dim", DEFAULTS.noise_dim, "Size of the generator's noise input.")
 flags.DEFINE_string("model", DEFAULTS.model,
                     "Architecture: 'mlp' is the original's; 'mlp_large' a deeper, wider MLP "
@@ -89,6 +91,19 @@ flags.DEFINE_bool("ema", DEFAULTS.ema,
                   "Keep an exponential moving average of the generator's weights (in the "
                   "checkpoint); images and evaluation use it.")
 flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay, "Decay of --ema per generator update.")
+# Scaling out (gan.distribute; README "Scaling out").
+flags.DEFINE_string("strategy", DEFAULTS.strategy,
+                  "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, "
+                  "or the --cpu_devices logical CPUs) or 'multi_worker' (hosts and this "
+                  "worker's task from $TF_CONFIG). --batch_size is the global batch, split "
+                  "evenly over the replicas.")
+flags.DEFINE_integer("cpu_devices", DEFAULTS.cpu_devices,
+                     "Split the CPU into this many logical devices (0 = off), e.g. to run "
+                     "--strategy=mirrored on a machine without GPUs.")
+flags.DEFINE_bool("mixed_precision", DEFAULTS.mixed_precision,
+                  "Compute in float16 (Keras policy mixed_float16; variables and losses stay "
+                  "float32) with dynamic loss scaling; for GPUs. Part of the checkpoint: a "
+                  "run resumes only with the same setting.")
 
 
 def config_from_flags():

@@ -4,6 +4,7 @@ Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs 
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import time
@@ -12,7 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, data, eval_lib, images, interrupts, losses, models, monitor
+from gan import (checkpoints, data, distribute, eval_lib, images, interrupts, losses, models,
+                 monitor)
 
 
 class TrainState(tf.train.Checkpoint):
@@ -61,9 +63,42 @@ class StepOptions:
         return cls(config.loss, config.gp_weight, config.d_steps, config.ema_decay)
 
 
-def create_state(config):
+def create_state(config, strategy=None):
     """Builds models, optimizers and RNG for `config`; seeded, so the same config gives
-    bit-identical initial weights."""
+    bit-identical initial weights. With a tf.distribute `strategy`, the networks and
+    optimizers are made in its scope (mirrored over its replicas); the step counter, RNG and
+    the rest are plain variables of this process, used in cross-replica context (each
+    worker of a multi-worker run holds equal copies). With config.mixed_precision the
+    models compute in float16 (variables and outputs stay float32) and each Adam is wrapped
+    in a keras.optimizers.LossScaleOptimizer (dynamic loss scaling)."""
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, _dtype_policy("mixed_float16" if config.mixed_precision else None):
+        generator, discriminator, optimizers, ema_generator = _build_networks(config)
+    rng = tf.random.Generator.from_seed(config.seed)
+    fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
+        [config.num_images, config.noise_dim])
+    return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
+                      fixed_noise, config.architecture(), ema_generator,
+                      StepOptions.from_config(config))
+
+
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Keras's global dtype policy set to `name` (None: left as it is) while models are
+    built; restored afterwards, so later models in the process are unaffected."""
+    if name is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_networks(config):
+    """(generator, discriminator, [g_optimizer, d_optimizer], ema_generator or None)."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
     generator = models.make_generator(config.model, config.noise_dim, config.conditional)
     discriminator = models.make_discriminator(
@@ -72,32 +107,33 @@ def create_state(config):
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
+        if config.mixed_precision:
+            opt = keras.optimizers.LossScaleOptimizer(opt)
         opt.build(net.trainable_variables)  # slots exist before restore and before tracing
         optimizers.append(opt)
-    rng = tf.random.Generator.from_seed(config.seed)
-    fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
-        [config.num_images, config.noise_dim])
     ema_generator = None
     if config.ema:  # built after the rest, so the default run's initial weights are unchanged
         ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional)
         ema_generator.set_weights(generator.get_weights())
-    return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
-                      fixed_noise, config.architecture(), ema_generator,
-                      StepOptions.from_config(config))
+    return generator, discriminator, optimizers, ema_generator
 
 
-def discriminator_step(state, real_images, noise, labels=None):
+def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     """D update on real images [B, 28, 28] (label 1) and G(noise [B, Z]) (label 0), with the
     loss of state.options (plus the gradient penalty for wgan-gp). Conditional models also
     take labels, int32 [B]: the real images' digits, which the fakes are also asked to be
     (so the gradient penalty interpolates between images of one class). Only the
     discriminator's variables change. Returns d_loss and d_real, d_fake: D's mean output
-    (probability or score) on each half."""
+    (probability or score) on each half. alpha [B, 1, 1]: WGAN-GP's interpolation weights,
+    drawn from state.rng when not given."""
     g, d, opts = state.generator, state.discriminator, state.options
     fake_images = models.call(g, noise, labels, training=True)
     batch = tf.shape(real_images)[0]
     both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
-    alpha = losses.interpolation_weights(state.rng, batch) if opts.loss == "wgan-gp" else None
+    if opts.loss != "wgan-gp":
+        alpha = None
+    elif alpha is None:
+        alpha = losses.interpolation_weights(state.rng, batch)
     with tf.GradientTape() as tape:
         # One pass over [real; fake] (2B images), as the original's train_on_batch did.
         out = models.call(d, tf.concat([real_images, fake_images], axis=0), both_labels,
@@ -108,8 +144,9 @@ def discriminator_step(state, real_images, noise, labels=None):
             critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
             d_loss += opts.gp_weight * losses.gradient_penalty(
                 critic, real_images, fake_images, alpha)
+        target = gradient_target(d_loss, state.d_optimizer)
     state.d_optimizer.apply_gradients(
-        zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+        zip(tape.gradient(target, d.trainable_variables), d.trainable_variables))
     return {"d_loss": d_loss, "d_real": tf.reduce_mean(out_real),
             "d_fake": tf.reduce_mean(out_fake)}
 
@@ -123,11 +160,28 @@ def generator_step(state, noise, fake_labels=None):
         fakes = models.call(g, noise, fake_labels, training=True)
         g_loss = losses.generator_loss(state.options.loss,
                                        models.call(d, fakes, fake_labels, training=True))
+        target = gradient_target(g_loss, state.g_optimizer)
     state.g_optimizer.apply_gradients(
-        zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+        zip(tape.gradient(target, g.trainable_variables), g.trainable_variables))
     if state.ema_generator is not None:
         update_ema(state.ema_generator, g, state.options.ema_decay)
     return {"g_loss": g_loss}
+
+
+def gradient_target(loss, optimizer):
+    """What a step differentiates for `loss`, its mean over this replica's batch.
+
+    Under a tf.distribute strategy with R replicas, each holds 1/R of the global batch and
+    Keras optimizers SUM the replicas' gradients, so each differentiates loss / R: the sum
+    is the gradient of the global batch's mean, as on one device. A LossScaleOptimizer
+    (mixed precision) also multiplies by its loss scale (and divides the gradients by it).
+    On one device without mixed precision it is `loss` itself.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas > 1:
+        loss = loss / replicas
+    return optimizer.scale_loss(loss)
 
 
 def update_ema(ema, model, decay):
@@ -144,6 +198,38 @@ def _noise(state, batch):
     return state.rng.normal([batch, state.generator.inputs[0].shape[-1]])
 
 
+def draw_step_noise(state, batch):
+    """The random numbers of one iteration on a batch of `batch`, drawn from state.rng in
+    train_step's order: per D update its noise [B, Z] ("d_noise", a list) and for WGAN-GP
+    its interpolation weights [B, 1, 1] ("alpha", a list, else empty); then G's noise
+    ("g_noise") and, for conditional models, the digits asked of G, int32 [B] uniform
+    ("fake_labels", only then)."""
+    draws = {"d_noise": [], "alpha": []}
+    for _ in range(state.options.d_steps):
+        draws["d_noise"].append(_noise(state, batch))
+        if state.options.loss == "wgan-gp":
+            draws["alpha"].append(losses.interpolation_weights(state.rng, batch))
+    draws["g_noise"] = _noise(state, batch)
+    if models.takes_labels(state.generator):
+        draws["fake_labels"] = state.rng.uniform([batch], 0, models.NUM_CLASSES, dtype=tf.int32)
+    return draws
+
+
+def apply_step(state, real_images, real_labels, draws):
+    """train_step's updates given its random numbers `draws` (draw_step_noise), without
+    counting the step. Returns train_step's metrics."""
+    d_steps = state.options.d_steps
+    batch = tf.shape(real_images)[0] // d_steps
+    conditional = models.takes_labels(state.generator)
+    for i in range(d_steps):
+        part = slice(i * batch, (i + 1) * batch)
+        metrics = discriminator_step(state, real_images[part], draws["d_noise"][i],
+                                     real_labels[part] if conditional else None,
+                                     draws["alpha"][i] if draws["alpha"] else None)
+    metrics.update(generator_step(state, draws["g_noise"], draws.get("fake_labels")))
+    return metrics
+
+
 def train_step(state, real_images, real_labels=None):
     """One iteration: state.options.d_steps D updates, each on fresh noise and its own B of the
     real_images [d_steps * B, 28, 28] (real_labels [d_steps * B] for conditional models), then
@@ -155,42 +241,66 @@ def train_step(state, real_images, real_labels=None):
     different numbers, so a run with --xla and one with --noxla differ in their random
     draws (each is deterministic); given the same noise, the arithmetic is the same.
     """
-    d_steps = state.options.d_steps
-    batch = tf.shape(real_images)[0] // d_steps
-    conditional = models.takes_labels(state.generator)
-    for i in range(d_steps):
-        part = slice(i * batch, (i + 1) * batch)
-        metrics = discriminator_step(state, real_images[part], _noise(state, batch),
-                                     real_labels[part] if conditional else None)
-    noise = _noise(state, batch)
-    fake_labels = None
-    if conditional:  # digits asked of G: uniform
-        fake_labels = state.rng.uniform([batch], 0, models.NUM_CLASSES, dtype=tf.int32)
-    metrics.update(generator_step(state, noise, fake_labels))
+    batch = tf.shape(real_images)[0] // state.options.d_steps
+    metrics = apply_step(state, real_images, real_labels, draw_step_noise(state, batch))
     state.step.assign_add(1)
     return metrics
+
+
+def replica_part(x, groups=1):
+    """This replica's share of x [groups * B, ...] (B the global batch, R replicas): rows
+    r*B/R to (r+1)*B/R of each of the `groups` consecutive B-row blocks, for replica r. The
+    replicas' shares together are x. Call in replica context (inside strategy.run)."""
+    context = tf.distribute.get_replica_context()
+    blocks = tf.reshape(x, [groups, context.num_replicas_in_sync, -1, *x.shape[1:]])
+    return tf.reshape(blocks[:, context.replica_id_in_sync_group], [-1, *x.shape[1:]])
+
+
+def distributed_train_step(strategy, state, real_images, real_labels=None):
+    """train_step under the tf.distribute `strategy`, computing what train_step computes on
+    one device for the global batch real_images [d_steps * B, 28, 28]: the iteration's
+    random numbers are drawn once for the global batch (cross-replica context, same order),
+    each replica trains on its share of them and of the real batch (replica_part), and the
+    optimizers sum the replicas' gradients (see gradient_target). step += 1. Returns the
+    metrics averaged over the replicas (those of the global batch)."""
+    d_steps = state.options.d_steps
+    draws = draw_step_noise(state, tf.shape(real_images)[0] // d_steps)
+
+    def on_replica(real, labels, draws):
+        share = lambda x: replica_part(x, d_steps)  # noqa: E731 (real batches: d_steps blocks)
+        return apply_step(state, share(real), None if labels is None else share(labels),
+                          tf.nest.map_structure(replica_part, draws))
+
+    per_replica = strategy.run(on_replica, args=(real_images, real_labels, draws))
+    state.step.assign_add(1)
+    return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            for name, value in per_replica.items()}
 
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
-def make_multi_step(state, jit_compile=True):
+def make_multi_step(state, jit_compile=True, strategy=None):
     """A compiled function running `count` iterations on batches[start:start+count].
 
     batches: float32 [K, B, 28, 28] (B = d_steps x batch size); labels: int32 [K, B], needed
     by conditional models (optional otherwise); start, count: int32 scalars (tensors, so any
     split of a K-batch element reuses one trace). Stops early at the first non-finite
     loss. Returns the metrics averaged over the steps run, "steps" (how many ran) and
-    "finite" (False if it stopped on a NaN/Inf).
+    "finite" (False if it stopped on a NaN/Inf). With a tf.distribute `strategy` (None:
+    TensorFlow's default, one device) each iteration is a distributed_train_step.
     """
+    step = train_step
+    if strategy is not None:
+        step = lambda *args: distributed_train_step(strategy, *args)  # noqa: E731
 
     # autograph=False: the loop is an explicit tf.while_loop and everything else is plain
     # Python around TF ops, so there is nothing to convert (converting cost ~1 s at start-up).
     @tf.function(jit_compile=jit_compile, autograph=False)
     def multi_step(batches, start, count, labels=None):
         def body(done, finite, totals):
-            metrics = train_step(state, batches[start + done],
-                                 None if labels is None else labels[start + done])
+            metrics = step(state, batches[start + done],
+                           None if labels is None else labels[start + done])
             finite = tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
             return done + 1, finite, [t + metrics[k] for t, k in zip(totals, METRICS)]
 
@@ -314,21 +424,43 @@ def train(config, log=print):
     Raises NonFiniteLossError on a NaN/Inf loss or weight (nothing bad is saved), and
     interrupts.Interrupted after SIGINT/SIGTERM, once a checkpoint of the current step is
     written and the pending images are flushed.
+
+    Under config.strategy (gan.distribute) config.batch_size is the global batch; a worker
+    that is not the chief restores from config.checkpoint_dir like the chief but writes its
+    images, logs and checkpoints into a temporary folder that is deleted at the end.
     """
     config.validate()
+    if config.cpu_devices:
+        distribute.configure_cpu_devices(config.cpu_devices)
+    strategy = distribute.make_strategy(config.strategy)
+    distribute.check_global_batch(config, distribute.num_replicas(strategy))
+    with distribute.writing_folders(config, distribute.is_chief(strategy)) as (config, save_to):
+        return _train(config, strategy, save_to, log)
+
+
+def _train(config, strategy, save_to, log):
+    """train() in this process's writing folders (distribute.writing_folders): checkpoints
+    are restored from config.checkpoint_dir and saved into `save_to`."""
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    state = create_state(config)
-    manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints,
+    state = create_state(config, strategy)
+    restore_from = checkpoints.make_manager(state, config.checkpoint_dir,
+                                            config.keep_checkpoints, log=log)
+    manager = (restore_from if save_to == config.checkpoint_dir  # saves go here
+               else checkpoints.make_manager(state, save_to, 1, log=log))
+    start = checkpoints.restore_latest(state, restore_from, config.architecture(),
                                        log=log)
-    start = checkpoints.restore_latest(state, manager, config.architecture(), log=log)
+    distribute.check_same_start(strategy, start)
     apply_learning_rates(state, config, log=log)
     if start >= config.epochs:
         log(f"Already trained {start} of {config.epochs} epochs; nothing to do.")
         return state
     log(f"{'Resuming from' if start else 'Starting at'} step {start}; "
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
-    multi_step = make_multi_step(state, config.xla)
+    if config.xla and strategy is not None:
+        log(f"Note: --xla is not used with --strategy={config.strategy} (XLA cannot compile "
+            "the replicas' all-reduce into the loop); the loop runs as a plain tf.function.")
+    multi_step = make_multi_step(state, config.xla and strategy is None, strategy)
     generate = make_generate(state)
     k = config.steps_per_call
     saved_step = start
