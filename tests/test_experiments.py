@@ -14,7 +14,8 @@ FLAGFILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.flags")))
 
 def test_the_recipes_exist():
     names = {os.path.basename(p) for p in FLAGFILES}
-    assert {"mlp_tuned.flags", "best_unconditional.flags", "conditional.flags"} <= names
+    assert {"mlp_tuned.flags", "best_unconditional.flags", "conditional.flags",
+            "dcgan.flags"} <= names
 
 
 @pytest.fixture

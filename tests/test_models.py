@@ -102,6 +102,17 @@ def test_dcgan_has_the_dcgan_ingredients():
     assert {"Conv2D", "LeakyReLU"} <= kinds(d) and "BatchNormalization" not in kinds(d)
 
 
+def test_dcgan_feature_maps_follow_its_channels():
+    # G: 7x7xc1 -> 14x14xc2 -> 28x28x1; D mirrors it (14x14xc2 -> 7x7xc1).
+    c1, c2 = models.DCGAN_CHANNELS
+    g, d = models.make_generator("dcgan"), models.make_discriminator("dcgan")
+    maps = lambda m, kind: [layer.output.shape[1:] for layer in m.layers  # noqa: E731
+                            if type(layer).__name__ == kind]
+    assert maps(g, "Reshape")[0] == (7, 7, c1)
+    assert maps(g, "Conv2DTranspose") == [(14, 14, c2), (28, 28, 1)]
+    assert maps(d, "Conv2D") == [(14, 14, c2), (7, 7, c1)]
+
+
 def test_spectral_norm_brings_each_layer_to_unit_spectral_norm():
     d = models.make_discriminator("mlp_large", probability_output=False, spectral_norm=True)
     images = tf.constant(np.random.default_rng(2).uniform(size=(4, 28, 28)), tf.float32)
