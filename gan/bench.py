@@ -50,6 +50,7 @@ def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla
     from gan import config as config_lib
     from gan import data, train_lib
 
+    train_lib.configure_xla_cpu()  # as train() does
     state = train_lib.create_state(config_lib.TrainConfig(batch_size=batch_size), strategy)
     multi_step = train_lib.make_multi_step(state, xla and strategy is None, strategy)
     stream = iter(data.make_batches(images, labels, batch_size, 0, 0, steps_per_call))

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -290,3 +292,13 @@ def test_sample_cli_draws_the_asked_digit_from_a_conditional_run(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     expected = train_lib.generate(state, inference.sample_noise(5, 100, 2), [7] * 5).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, atol=1e-5)
+
+
+def test_configure_xla_cpu_adds_its_flag_once_and_respects_the_users(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    train_lib.configure_xla_cpu()
+    train_lib.configure_xla_cpu()
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + train_lib.XLA_CPU_FLAG
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    train_lib.configure_xla_cpu()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
