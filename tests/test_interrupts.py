@@ -23,14 +23,19 @@ def test_a_signal_only_sets_the_request_and_handlers_are_restored():
 
 
 def test_a_second_ctrl_c_interrupts_at_once():
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts.stop_requested() as request:
-            signal.raise_signal(signal.SIGINT)
-            assert request.name == "SIGINT"
-            signal.raise_signal(signal.SIGINT)  # the previous handler: KeyboardInterrupt
-            time.sleep(0.01)
-    assert signal.getsignal(signal.SIGINT) is before
+    # Python's own Ctrl-C handler as the previous one (a test runner's worker, e.g.
+    # pytest-xdist's, may have set SIGINT to be ignored).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.stop_requested() as request:
+                signal.raise_signal(signal.SIGINT)
+                assert request.name == "SIGINT"
+                signal.raise_signal(signal.SIGINT)  # the previous handler: KeyboardInterrupt
+                time.sleep(0.01)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_outside_the_main_thread_nothing_is_installed():
