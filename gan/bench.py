@@ -52,7 +52,7 @@ def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla
 
     train_lib.configure_xla_cpu()  # as train() does
     state = train_lib.create_state(config_lib.TrainConfig(batch_size=batch_size), strategy)
-    multi_step = train_lib.make_multi_step(state, xla and strategy is None, strategy)
+    multi_step = train_lib.make_multi_step(state, xla, strategy)
     stream = iter(data.make_batches(images, labels, batch_size, 0, 0, steps_per_call))
     zero, k = tf.constant(0), tf.constant(steps_per_call)
     multi_step(next(stream)[0], zero, k)  # compile

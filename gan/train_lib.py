@@ -288,11 +288,13 @@ def make_multi_step(state, jit_compile=True, strategy=None):
     split of a K-batch element reuses one trace). Stops early at the first non-finite
     loss. Returns the metrics averaged over the steps run, "steps" (how many ran) and
     "finite" (False if it stopped on a NaN/Inf). With a tf.distribute `strategy` (None:
-    TensorFlow's default, one device) each iteration is a distributed_train_step.
+    TensorFlow's default, one device) each iteration is a distributed_train_step, and
+    jit_compile is ignored: XLA cannot compile the replicas' all-reduce into the loop.
     """
     step = train_step
     if strategy is not None:
         step = lambda *args: distributed_train_step(strategy, *args)  # noqa: E731
+        jit_compile = False
 
     # autograph=False: the loop is an explicit tf.while_loop and everything else is plain
     # Python around TF ops, so there is nothing to convert (converting cost ~1 s at start-up).
@@ -478,7 +480,7 @@ def _train(config, strategy, save_to, log):
     if config.xla and strategy is not None:
         log(f"Note: --xla is not used with --strategy={config.strategy} (XLA cannot compile "
             "the replicas' all-reduce into the loop); the loop runs as a plain tf.function.")
-    multi_step = make_multi_step(state, config.xla and strategy is None, strategy)
+    multi_step = make_multi_step(state, config.xla, strategy)
     generate = make_generate(state)
     k = config.steps_per_call
     saved_step = start
