@@ -4,8 +4,6 @@ import dataclasses
 import json
 import os
 
-from gan import data
-
 MODELS = ("mlp", "mlp_large", "dcgan")  # as gan.models.MODELS (not imported: keras is heavy)
 LOSSES = ("bce", "hinge", "wgan-gp")  # as gan.losses.LOSSES
 STRATEGIES = ("default", "mirrored", "multi_worker")  # as gan.distribute.STRATEGIES
@@ -101,6 +99,8 @@ class TrainConfig:
             raise ValueError(f"--ema_decay must be in (0, 1), got {self.ema_decay}")
         if not self.gp_weight >= 0:
             raise ValueError(f"--gp_weight must be >= 0, got {self.gp_weight}")
+        from gan import data  # here, not at the top: gan.data imports TensorFlow (slow --help)
+
         if self.dataset not in data.DATASETS:
             raise ValueError(
                 f"--dataset must be one of {', '.join(data.DATASETS)}, got '{self.dataset}'")

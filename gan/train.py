@@ -116,7 +116,8 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gan import checkpoints, data, interrupts, train_lib  # after flag parsing: fast --help
+    with cli.heavy_imports():  # after flag parsing: --help stays fast
+        from gan import checkpoints, data, interrupts, train_lib
 
     logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines would bury the progress
 
