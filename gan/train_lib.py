@@ -301,8 +301,8 @@ def make_multi_step(state, jit_compile=True, strategy=None):
     @tf.function(jit_compile=jit_compile, autograph=False)
     def multi_step(batches, start, count, labels=None):
         def body(done, finite, totals):
-            metrics = step(state, batches[start + done],
-                           None if labels is None else labels[start + done])
+            metrics = step(state, tf.gather(batches, start + done),
+                           None if labels is None else tf.gather(labels, start + done))
             finite = tf.math.is_finite(metrics["d_loss"]) & tf.math.is_finite(metrics["g_loss"])
             return done + 1, finite, [t + metrics[k] for t, k in zip(totals, METRICS)]
 
