@@ -24,6 +24,9 @@ flags.DEFINE_integer("num_samples", 10000,
                      "Digits sampled from the generator (ignored with --images, which are "
                      "all used). The real floor uses as many training digits.")
 flags.DEFINE_integer("seed", 0, "Seed of the sampling noise.")
+flags.DEFINE_float("truncation", 0.0,
+                   "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
+                   "better-formed digits, less variety); 0 = plain N(0, 1). As gan.sample's.")
 flags.DEFINE_string("json_out", None, "Also write the JSON result to this file (atomically).")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets).")
@@ -51,14 +54,18 @@ def main(argv):
             raise ValueError(f"--num_samples must be at least {eval_lib.MIN_IMAGES}, "
                              f"got {FLAGS.num_samples}")
         check_json_out(FLAGS.json_out)
+        if not FLAGS.truncation >= 0:
+            raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
         if FLAGS.images:
             pictures = eval_lib.load_images(FLAGS.images)
             source = {"images": os.path.abspath(FLAGS.images)}
         else:
             generator, architecture, step = eval_lib.restore_generator(FLAGS.checkpoint_dir)
-            pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed)
+            pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed,
+                                              FLAGS.truncation)
             source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
-                      "architecture": architecture, "seed": FLAGS.seed}
+                      "architecture": architecture, "seed": FLAGS.seed,
+                      "truncation": FLAGS.truncation}
         labels = None if FLAGS.images else eval_lib.asked_labels(generator, len(pictures))
         generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels)
         floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)

@@ -150,6 +150,16 @@ def test_cli_fails_clearly_on_an_empty_checkpoint_folder(tmp_path):
 
 
 @pytest.mark.slow
+def test_cli_refuses_a_negative_truncation_before_sampling(tmp_path):
+    out = tmp_path / "r.json"
+    result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", "--truncation=-0.5",
+                     f"--json_out={out}", timeout=120)
+    assert result.returncode == 2
+    assert "error: --truncation must be >= 0 (0 = off), got -0.5" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
 def test_cli_fails_clearly_on_a_bad_images_path(tmp_path):
     result = run_cli("gan.evaluate", f"--images={tmp_path}/none.npy", timeout=120)
     assert result.returncode == 2

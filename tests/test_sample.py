@@ -8,8 +8,9 @@ from conftest import generator_with, run_cli
 from gan import images, inference
 
 
-def expected_images(weights, num, seed):
-    return inference.generate(generator_with(weights), inference.sample_noise(num, 100, seed))
+def expected_images(weights, num, seed, truncation=0.0):
+    return inference.generate(generator_with(weights),
+                              inference.sample_noise(num, 100, seed, truncation))
 
 
 @pytest.mark.slow
@@ -45,10 +46,22 @@ def test_npy_is_repeatable_with_a_seed(tmp_path, generator_checkpoint):
 
 
 @pytest.mark.slow
+def test_truncation_samples_the_truncated_noise(tmp_path, generator_checkpoint):
+    folder, weights = generator_checkpoint
+    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=7", "--npy",
+                     "--seed=3", "--truncation=0.7", f"--out={tmp_path}/t.npy")
+    assert result.returncode == 0, result.stderr[-3000:]
+    truncated = np.load(tmp_path / "t.npy")
+    np.testing.assert_allclose(truncated, expected_images(weights, 7, 3, 0.7), atol=1e-5)
+    assert not np.allclose(truncated, expected_images(weights, 7, 3), atol=1e-3)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--digit=7"], "--digit=7: the checkpoint in"),
     (["--num=0"], "--num must be positive"),
     (["--npy", "--out=x.png"], "--out=x.png"),
+    (["--truncation=-1"], "--truncation must be >= 0"),
 ])
 def test_bad_requests_exit_2_naming_the_flag(tmp_path, generator_checkpoint, args, message):
     folder, _ = generator_checkpoint
