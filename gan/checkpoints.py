@@ -86,6 +86,7 @@ def read_architecture(prefix):
 
 
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # TrainState.step in a checkpoint
+PRIOR_KEY = "cluster_prior/.ATTRIBUTES/VARIABLE_VALUE"  # TrainState.cluster_prior
 
 
 def describe_failure(prefix, error):
@@ -132,7 +133,8 @@ def restore_latest(state, manager, architecture, log=print):
 def restore_generator(checkpoint_dir):
     """(generator, architecture dict, step) from the newest usable checkpoint in
     `checkpoint_dir`, reading only the generator's weights (the EMA ones for a run trained
-    with --ema); a damaged newest one is skipped.
+    with --ema); a damaged newest one is skipped. For a --clusters run the architecture
+    also holds "cluster_prior", the clusters' shares of the training images.
 
     Raises CheckpointError if the folder does not exist, holds no checkpoint, or none of its
     checkpoints can be restored.
@@ -156,7 +158,10 @@ def restore_generator(checkpoint_dir):
             key = "ema_generator" if architecture.get("ema") else "generator"
             status = tf.train.Checkpoint(**{key: generator}).restore(prefix)
             status.assert_existing_objects_matched().expect_partial()
-            step = int(tf.train.load_checkpoint(prefix).get_tensor(STEP_KEY))
+            reader = tf.train.load_checkpoint(prefix)
+            step = int(reader.get_tensor(STEP_KEY))
+            if architecture.get("clusters"):  # what sampling draws the cluster ids from
+                architecture["cluster_prior"] = reader.get_tensor(PRIOR_KEY).tolist()
         except DAMAGE_ERRORS as e:
             failures.append(describe_failure(prefix, e))
             continue

@@ -43,6 +43,10 @@ class TrainConfig:
     deterministic: bool = False
     # Beyond the original (see gan.models, gan.losses and experiments/).
     conditional: bool = False  # G and D take the digit label
+    # With conditional and clusters=K > 0: the networks are conditioned on each training
+    # image's k-means cluster (data.cluster_labels) instead of its digit, so no label is
+    # used (self-conditioning): unconditional generation, sampled by the clusters' sizes.
+    clusters: int = 0
     loss: str = "bce"  # bce (the original's, non-saturating), hinge or wgan-gp
     gp_weight: float = 10.0  # WGAN-GP's penalty weight (lambda)
     spectral_norm: bool = False  # spectral normalisation of D's Dense/Conv layers
@@ -61,7 +65,7 @@ class TrainConfig:
                            "spectral_norm", "minibatch_std", "ema")
     # Also recorded, but only when set: checkpoints made before they existed stay resumable.
     # (--mixed_precision wraps the optimizers in loss-scale optimizers: other variables.)
-    OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision",)
+    OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision", "clusters")
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name)."""
@@ -97,6 +101,11 @@ class TrainConfig:
             raise ValueError(f"--cpu_devices must be 0 (off) or positive, got {self.cpu_devices}")
         if not 0 < self.ema_decay < 1:
             raise ValueError(f"--ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.clusters < 0 or self.clusters == 1:
+            raise ValueError(f"--clusters must be 0 (off) or at least 2, got {self.clusters}")
+        if self.clusters and not self.conditional:
+            raise ValueError("--clusters trains the conditional networks on k-means clusters "
+                             "instead of digits: give --conditional too")
         if not self.gp_weight >= 0:
             raise ValueError(f"--gp_weight must be >= 0, got {self.gp_weight}")
         from gan import data  # here, not at the top: gan.data imports TensorFlow (slow --help)
@@ -112,6 +121,11 @@ class TrainConfig:
         """--logs_dir, or <checkpoint_dir>/logs when it is empty: a run's logs and metrics
         history stay with the checkpoints they must agree with on a resume."""
         return self.logs_dir or os.path.join(self.checkpoint_dir, "logs")
+
+    @property
+    def num_classes(self):
+        """How many labels the conditional networks take: the clusters, else the 10 digits."""
+        return self.clusters or 10
 
     def architecture(self):
         """JSON of the fields a checkpoint must agree with to be resumed."""

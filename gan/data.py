@@ -180,6 +180,41 @@ def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_eleme
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def cluster_labels(images, num_clusters=10, seed=0, iterations=30):
+    """Pseudo-labels without using any label: k-means (Lloyd's algorithm) on the pixels of
+    images uint8 [N, 28, 28] (scaled to [0, 1]), started by k-means++ (each next starting
+    centre an image drawn with probability proportional to its squared distance to the
+    nearest centre so far; draws seeded by `seed`). Returns int32 [N] cluster ids in
+    0..num_clusters-1, each image's nearest final centre. A pure function of its arguments
+    on one machine, so a resumed run recomputes the same ids. For self-conditioned training
+    (--clusters): the GAN is conditioned on these clusters of look-alike digits, not on the
+    digits' labels.
+    """
+    x = images.reshape(len(images), -1).astype(np.float32) / 255.0  # [N, 784]
+    squared = (x * x).sum(axis=1, keepdims=True)  # [N, 1]
+
+    def distances(centres):  # squared Euclidean, [N, K]
+        return np.maximum(squared - 2.0 * x @ centres.T + (centres * centres).sum(axis=1), 0.0)
+
+    def nearest(centres):
+        return distances(centres).argmin(axis=1)
+
+    rng = np.random.default_rng(seed)
+    centres = x[[rng.integers(len(x))]]  # [1, 784], then grown to [K, 784]
+    while len(centres) < num_clusters:
+        to_nearest = distances(centres).min(axis=1).astype(np.float64)
+        pick = rng.choice(len(x), p=to_nearest / to_nearest.sum())
+        centres = np.concatenate([centres, x[[pick]]])
+
+    for _ in range(iterations):
+        ids = nearest(centres)
+        # An emptied cluster keeps its centre (it cannot happen from distinct data points
+        # in the first pass, but can later).
+        centres = np.stack([x[ids == k].mean(axis=0) if (ids == k).any() else centres[k]
+                            for k in range(num_clusters)])
+    return nearest(centres).astype(np.int32)
+
+
 # --- preparing the TFDS dataset from IDX files, offline ---------------------------------
 
 

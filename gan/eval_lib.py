@@ -167,15 +167,18 @@ def restore_generator(checkpoint_dir):
     return generator, architecture, step
 
 
-def sample_images(generator, num_samples, seed=0, truncation=0.0):
+def sample_images(generator, num_samples, seed=0, truncation=0.0, labels=None):
     """num_samples images [N, 28, 28] in [0, 1] from `generator`: the digits of
     `python -m gan.sample --seed=seed --truncation=truncation` (a stateless draw, which never
-    touches the training noise generator; truncation: see inference.sample_noise)."""
+    touches the training noise generator; truncation: see inference.sample_noise). labels:
+    what a conditional generator is asked for (default: asked_labels)."""
     from gan import inference
 
     noise = inference.sample_noise(num_samples, generator.inputs[0].shape[-1], seed,
                                    truncation)
-    return inference.generate(generator, noise, labels=asked_labels(generator, num_samples))
+    if labels is None:
+        labels = asked_labels(generator, num_samples)
+    return inference.generate(generator, noise, labels=labels)
 
 
 def asked_labels(generator, num_samples):

@@ -46,7 +46,7 @@ def check_json_out(path):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gan import checkpoints, data, eval_lib, files  # after flag parsing: --help is fast
+    from gan import checkpoints, data, eval_lib, files, inference  # after flag parsing
 
     logging.set_verbosity(logging.WARNING)
     try:
@@ -61,12 +61,15 @@ def main(argv):
             source = {"images": os.path.abspath(FLAGS.images)}
         else:
             generator, architecture, step = eval_lib.restore_generator(FLAGS.checkpoint_dir)
+            asked = inference.sampling_labels(architecture, FLAGS.num_samples, FLAGS.seed)
             pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed,
-                                              FLAGS.truncation)
+                                              FLAGS.truncation, asked)
             source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
                       "architecture": architecture, "seed": FLAGS.seed,
                       "truncation": FLAGS.truncation}
-        labels = None if FLAGS.images else eval_lib.asked_labels(generator, len(pictures))
+        # A --clusters generator is asked for clusters, not digits: nothing to check.
+        labels = (None if FLAGS.images or architecture.get("clusters")
+                  else eval_lib.asked_labels(generator, len(pictures)))
         generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels)
         floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)
     except checkpoints.CheckpointError as e:

@@ -38,6 +38,26 @@ def sample_noise(num, noise_dim, seed, truncation=0.0):
     return tf.cast(tf.clip_by_value(z, -truncation, truncation), tf.float32)
 
 
+def sampling_labels(architecture, num, seed=0):
+    """The labels int32 [num] a checkpoint's generator is sampled with (architecture: the
+    dict of checkpoints.restore_generator): None for an unconditional one; digits 0, 1, ...,
+    9, 0, ... (equal shares) for a digit-conditional one; for a --clusters one, cluster ids
+    in the clusters' shares of the training images ("cluster_prior"), so its samples follow
+    the data's mix like an unconditional generator's: each cluster gets its share of `num`
+    (rounded by largest remainder, so the counts add up to `num` exactly, without the
+    spread of independent draws), in an order shuffled by `seed`."""
+    if not architecture.get("conditional"):
+        return None
+    prior = architecture.get("cluster_prior")
+    if prior is None:
+        return np.arange(num, dtype=np.int32) % 10
+    shares = np.asarray(prior, np.float64) / np.sum(prior) * num
+    counts = np.floor(shares).astype(int)
+    counts[np.argsort(counts - shares)[:num - counts.sum()]] += 1  # largest remainders
+    labels = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
 def to_uint8(images):
     """Pixels in [0, 1] (any shape) -> uint8 0..255, rounded to nearest."""
     return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)

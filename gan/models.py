@@ -123,24 +123,25 @@ def _discriminator_trunk(model, spectral_norm):
     raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
 
 
-def make_generator(model="mlp", noise_dim=100, conditional=False):
-    """Generator: noise [B, noise_dim] (and labels int32 [B] if conditional) -> images
-    [B, 28, 28] in [0, 1]."""
+def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NUM_CLASSES):
+    """Generator: noise [B, noise_dim] (and labels int32 [B] in 0..num_classes-1 if
+    conditional) -> images [B, 28, 28] in [0, 1]."""
     trunk = _generator_trunk(model)
     if not conditional:
         return keras.Sequential([keras.Input((noise_dim,)), *trunk], name="generator")
     noise = keras.Input((noise_dim,), name="noise")
     labels = keras.Input((), dtype="int32", name="labels")
     x = keras.layers.Concatenate()(
-        [noise, keras.layers.Embedding(NUM_CLASSES, LABEL_EMBEDDING)(labels)])
+        [noise, keras.layers.Embedding(num_classes, LABEL_EMBEDDING)(labels)])
     for layer in trunk:
         x = layer(x)
     return keras.Model([noise, labels], x, name="generator")
 
 
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
-                        spectral_norm=False, minibatch_std=False):
-    """Discriminator: images [B, 28, 28] (and labels int32 [B] if conditional) -> [B, 1],
+                        spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES):
+    """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
+    conditional) -> [B, 1],
     P(real) if `probability_output` (for the BCE loss) else an unbounded score.
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4)."""
     trunk = _discriminator_trunk(model, spectral_norm)
@@ -157,7 +158,7 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
         h = layer(h)
     # Projection: w.h + embed(label).h, both [B, 1].
     projection = keras.layers.Dot(axes=1)(
-        [keras.layers.Embedding(NUM_CLASSES, h.shape[-1])(labels), h])
+        [keras.layers.Embedding(num_classes, h.shape[-1])(labels), h])
     linear = _maybe_sn(keras.layers.Dense(1), spectral_norm)(h)
     score = keras.layers.Add()([linear, projection])
     out = keras.layers.Activation(activation)(score) if activation else score
@@ -179,6 +180,15 @@ def takes_labels(model):
     return len(model.inputs) == 2
 
 
+def num_classes(model):
+    """How many labels a conditional model takes (its label embedding's rows); None for an
+    unconditional one."""
+    if not takes_labels(model):
+        return None
+    return next(layer.input_dim for layer in model.layers
+                if isinstance(layer, keras.layers.Embedding))
+
+
 def call(model, x, labels=None, training=False):
     """Calls a generator or discriminator on x, passing labels only to conditional models.
     The output is float32 also for a model computing in float16 (mixed precision), so
@@ -196,7 +206,8 @@ def build_generator(architecture):
     model = architecture.get("model")
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
-    return make_generator(model, architecture["noise_dim"], is_conditional(architecture))
+    return make_generator(model, architecture["noise_dim"], is_conditional(architecture),
+                          architecture.get("clusters") or NUM_CLASSES)
 
 
 def is_conditional(architecture):

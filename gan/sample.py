@@ -73,10 +73,14 @@ def main(argv):
         cli.fail(f"--digit={FLAGS.digit}: the checkpoint in {FLAGS.checkpoint_dir} is "
                  f"unconditional (model '{architecture.get('model')}'): it cannot be asked for a "
                  "class. Leave out --digit, or train a class-conditional model.")
-    labels = None
-    if models.is_conditional(architecture):  # --digit, else 0, 1, ..., 9, 0, ...
-        labels = (np.full(FLAGS.num, FLAGS.digit) if FLAGS.digit is not None
-                  else np.arange(FLAGS.num) % 10)
+    if FLAGS.digit is not None and architecture.get("clusters"):
+        cli.fail(f"--digit={FLAGS.digit}: the checkpoint in {FLAGS.checkpoint_dir} was trained "
+                 "with --clusters, on k-means clusters, not digits: it cannot be asked for a "
+                 "digit. Leave out --digit.")
+    # --digit, else 0, 1, ..., 9, 0, ... (or clusters drawn with their sizes)
+    labels = inference.sampling_labels(architecture, FLAGS.num, FLAGS.seed)
+    if FLAGS.digit is not None:
+        labels = np.full(FLAGS.num, FLAGS.digit)
 
     noise = inference.sample_noise(FLAGS.num, architecture["noise_dim"], FLAGS.seed,
                                    FLAGS.truncation)

@@ -76,6 +76,11 @@ flags.DEFINE_bool("deterministic", DEFAULTS.deterministic,
 # Beyond the original: recipes in experiments/*.flags use these.
 flags.DEFINE_bool("conditional", DEFAULTS.conditional,
                   "Class-conditional GAN: G and D take the digit label; strips show 0-9.")
+flags.DEFINE_integer("clusters", DEFAULTS.clusters,
+                     "With --conditional: condition on each training image's k-means cluster "
+                     "(this many clusters of the pixels) instead of its digit label, so no "
+                     "label is used (self-conditioning); samples are drawn with the clusters' "
+                     "sizes. 0 = off. Part of the checkpoint.")
 flags.DEFINE_string("loss", DEFAULTS.loss,
                     "GAN loss: 'bce' (the original's, non-saturating), 'hinge' or 'wgan-gp'.")
 flags.DEFINE_float("gp_weight", DEFAULTS.gp_weight, "Gradient-penalty weight of --loss=wgan-gp.")

@@ -25,15 +25,19 @@ class TrainState(tf.train.Checkpoint):
     the data stream; rng: the noise generator; fixed_noise [num_images, Z]: the noise of the
     saved image strips, so strips are comparable across epochs and resumes; architecture:
     JSON of the settings a resume must agree with; ema_generator (only with --ema): the
-    moving average of the generator's weights, the one images and evaluation use.
+    moving average of the generator's weights, the one images and evaluation use;
+    cluster_prior (only with --clusters=K): float [K], each k-means cluster's share of the
+    training images, which sampling draws cluster ids from.
 
     `options` (a StepOptions, not saved: it follows from the config) tells the step which
     loss, how many D updates per G update and which EMA decay to use.
     """
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, rng,
-                 fixed_noise, architecture, ema_generator=None, options=None):
+                 fixed_noise, architecture, ema_generator=None, options=None, clusters=0):
         extra = {"ema_generator": ema_generator} if ema_generator is not None else {}
+        if clusters:
+            extra["cluster_prior"] = tf.Variable(tf.zeros([clusters]), name="cluster_prior")
         super().__init__(
             generator=generator,
             discriminator=discriminator,
@@ -79,7 +83,7 @@ def create_state(config, strategy=None):
         [config.num_images, config.noise_dim])
     return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
                       fixed_noise, config.architecture(), ema_generator,
-                      StepOptions.from_config(config))
+                      StepOptions.from_config(config), config.clusters)
 
 
 @contextlib.contextmanager
@@ -100,10 +104,12 @@ def _dtype_policy(name):
 def _build_networks(config):
     """(generator, discriminator, [g_optimizer, d_optimizer], ema_generator or None)."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
-    generator = models.make_generator(config.model, config.noise_dim, config.conditional)
+    generator = models.make_generator(config.model, config.noise_dim, config.conditional,
+                                      config.num_classes)
     discriminator = models.make_discriminator(
         config.model, config.conditional, probability_output=config.loss == "bce",
-        spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std)
+        spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
+        num_classes=config.num_classes)
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -113,7 +119,8 @@ def _build_networks(config):
         optimizers.append(opt)
     ema_generator = None
     if config.ema:  # built after the rest, so the default run's initial weights are unchanged
-        ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional)
+        ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional,
+                                              config.num_classes)
         ema_generator.set_weights(generator.get_weights())
     return generator, discriminator, optimizers, ema_generator
 
@@ -211,7 +218,8 @@ def draw_step_noise(state, batch):
             draws["alpha"].append(losses.interpolation_weights(state.rng, batch))
     draws["g_noise"] = _noise(state, batch)
     if models.takes_labels(state.generator):
-        draws["fake_labels"] = state.rng.uniform([batch], 0, models.NUM_CLASSES, dtype=tf.int32)
+        draws["fake_labels"] = state.rng.uniform([batch], 0, models.num_classes(state.generator),
+                                                 dtype=tf.int32)
     return draws
 
 
@@ -338,15 +346,17 @@ def generate(generator, noise, labels=None):
     return models.call(generator, noise, labels, training=False)
 
 
-def strip_labels(num_images):
-    """Labels [num_images] of the image strips of a conditional run: 0, 1, ..., 9, 0, ..."""
-    return tf.range(num_images, dtype=tf.int32) % models.NUM_CLASSES
+def strip_labels(num_images, num_classes=models.NUM_CLASSES):
+    """Labels [num_images] of the image strips of a conditional run: 0, 1, ..., 9, 0, ...
+    (clusters 0, 1, ... of a --clusters run)."""
+    return tf.range(num_images, dtype=tf.int32) % num_classes
 
 
 def make_generate(state):
     """Compiled generator call (sampling generator): noise [N, Z] -> images [N, 28, 28];
     a conditional one draws digits 0, 1, 2, ... in order (`strip_labels`)."""
-    return tf.function(lambda z: generate(state, z, strip_labels(tf.shape(z)[0])))
+    classes = models.num_classes(state.generator) or models.NUM_CLASSES
+    return tf.function(lambda z: generate(state, z, strip_labels(tf.shape(z)[0], classes)))
 
 
 def warm_up(multi_step, generate, state, config):
@@ -495,6 +505,10 @@ def _train(config, strategy, save_to, log):
             # After the checkpoint checks: a refused resume or a finished run needs no data.
             train_images, train_labels = data.load_split(config.dataset, "train",
                                                          config.data_dir)
+            if config.clusters:  # the digits are never used: clusters replace them
+                train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
+                state.cluster_prior.assign(
+                    np.bincount(train_labels, minlength=config.clusters) / len(train_labels))
             # Each iteration takes d_steps real batches (one per D update).
             stream = iter(data.make_batches(train_images, train_labels,
                                             config.batch_size * config.d_steps, config.seed,

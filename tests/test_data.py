@@ -115,3 +115,34 @@ def test_decoded_split_is_cached_and_keyed_by_the_files(tmp_path, monkeypatch, d
     cached_images, cached_labels = data.load_split("mnist", "test", data_dir)
     assert np.array_equal(images, cached_images) and np.array_equal(labels, cached_labels)
     assert data.cache_path("mnist", "test", str(tmp_path / "elsewhere")) is None
+
+
+def blobs(seed=0):
+    """Three well-separated kinds of 'image' (all dark, left half lit, right half lit), 20
+    noisy copies each, in shuffled order: images uint8 [60, 28, 28] and their kind [60]."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.permutation(np.repeat(np.arange(3), 20))
+    images = rng.integers(0, 30, (60, 28, 28))
+    images[kinds == 1, :, :14] += 200
+    images[kinds == 2, :, 14:] += 200
+    return images.astype(np.uint8), kinds
+
+
+def test_cluster_labels_recover_well_separated_groups():
+    images, kinds = blobs()
+    ids = data.cluster_labels(images, num_clusters=3, seed=1)
+    assert ids.dtype == np.int32 and ids.shape == (60,)
+    # the same partition, whatever the ids are called
+    pairs = {(k, c) for k, c in zip(kinds, ids)}
+    assert len(pairs) == 3 and len({c for _, c in pairs}) == 3
+
+
+def test_cluster_labels_are_a_function_of_the_seed_and_nearest_centres():
+    images, _ = blobs(seed=2)
+    a = data.cluster_labels(images, num_clusters=4, seed=5)
+    assert np.array_equal(a, data.cluster_labels(images, num_clusters=4, seed=5))
+    # every image is closer to its own cluster's mean than to any other cluster's
+    x = images.reshape(60, -1).astype(np.float64) / 255
+    centres = np.stack([x[a == k].mean(axis=0) for k in np.unique(a)])
+    nearest = ((x[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert np.array_equal(np.unique(a)[nearest], a)

@@ -55,3 +55,18 @@ def test_a_negative_or_nan_truncation_is_refused(t):
 def test_to_uint8_rounds_and_clips():
     pixels = inference.to_uint8(tf.constant([-0.5, 0.0, 0.5, 1.0, 2.0, 1 / 255 * 0.6]))
     assert pixels.numpy().tolist() == [0, 0, 128, 255, 255, 1]
+
+
+def test_sampling_labels_by_kind_of_generator():
+    assert inference.sampling_labels({"conditional": False}, 5) is None
+    assert inference.sampling_labels({"conditional": True}, 12).tolist() == [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    clustered = {"conditional": True, "clusters": 3, "cluster_prior": [0.2, 0.0, 0.8]}
+    drawn = inference.sampling_labels(clustered, 1000, seed=1)
+    assert drawn.dtype == np.int32 and np.bincount(drawn).tolist() == [200, 0, 800]
+    assert np.array_equal(drawn, inference.sampling_labels(clustered, 1000, seed=1))
+    assert not np.array_equal(drawn, inference.sampling_labels(clustered, 1000, seed=2))
+    # shares that do not divide evenly: the largest remainders get the extra samples
+    thirds = {"conditional": True, "clusters": 3, "cluster_prior": [0.5, 0.3, 0.2]}
+    assert np.bincount(inference.sampling_labels(thirds, 7), minlength=3).tolist() == [4, 2, 1]
+    assert len(inference.sampling_labels(thirds, 1)) == 1

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -273,13 +274,19 @@ def test_bad_quality_options_name_their_flag(tmp_path, bad, flag):
         config.validate()
 
 
-def _save_conditional_ema_run(folder):
-    """A one-step conditional run with EMA, checkpointed as a training run would be."""
+def _save_conditional_ema_run(folder, clusters=0):
+    """A one-step conditional run with EMA, checkpointed as a training run would be (with
+    `clusters`, the last cluster holds all the training images)."""
     from gan import checkpoints
 
-    config = config_lib.TrainConfig(seed=0, conditional=True, ema=True, ema_decay=0.5)
+    config = config_lib.TrainConfig(seed=0, conditional=True, ema=True, ema_decay=0.5,
+                                    clusters=clusters)
     state = train_lib.create_state(config)
-    tf.function(train_lib.train_step)(state, real_batch(8), labels_batch(8))
+    labels = labels_batch(8)
+    if clusters:
+        state.cluster_prior.assign(tf.one_hot(clusters - 1, clusters))
+        labels = labels % clusters
+    tf.function(train_lib.train_step)(state, real_batch(8), labels)
     checkpoints.make_manager(state, str(folder), 1).save(checkpoint_number=1)
     return state
 
@@ -318,3 +325,68 @@ def test_configure_xla_cpu_adds_its_flag_once_and_respects_the_users(monkeypatch
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
     train_lib.configure_xla_cpu()
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
+
+
+def test_clusters_need_the_conditional_networks_and_at_least_two():
+    with pytest.raises(ValueError, match="--clusters trains .* give --conditional too"):
+        config_lib.TrainConfig(clusters=5).validate()
+    with pytest.raises(ValueError, match="--clusters must be 0 .off. or at least 2, got 1"):
+        config_lib.TrainConfig(clusters=1, conditional=True).validate()
+
+
+def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, monkeypatch):
+    from gan import checkpoints, data, models
+
+    seen = {}
+
+    def cluster_labels(images, num_clusters, seed):
+        seen.update(num_images=len(images), num_clusters=num_clusters, seed=seed)
+        return np.full(len(images), 3, np.int32)  # every image in cluster 3
+
+    recorded = []
+    real_make_batches = data.make_batches
+
+    def make_batches(images, labels, *args):
+        recorded.append(np.asarray(labels))
+        return real_make_batches(images, labels, *args)
+
+    monkeypatch.setattr(data, "cluster_labels", cluster_labels)
+    monkeypatch.setattr(data, "make_batches", make_batches)
+    config = config_lib.TrainConfig(
+        conditional=True, clusters=5, epochs=3, save_every=2, checkpoint_every=3,
+        steps_per_call=2, seed=4, data_dir=data_dir, quiet=True,
+        image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
+    state = train_lib.train(config, log=lambda line: None)
+    assert seen == dict(num_images=60000, num_clusters=5, seed=4)
+    assert len(recorded) == 1 and (recorded[0] == 3).all()
+    assert models.num_classes(state.generator) == models.num_classes(state.discriminator) == 5
+    generator, architecture, step = checkpoints.restore_generator(str(tmp_path / "ckpt"))
+    assert step == 3 and architecture["clusters"] == 5 and architecture["conditional"]
+    assert architecture["cluster_prior"] == [0, 0, 0, 1, 0]
+    assert models.num_classes(generator) == 5
+    # a plain conditional run records no such field (its checkpoints stay resumable)
+    assert "clusters" not in json.loads(config_lib.TrainConfig(conditional=True).architecture())
+
+
+@pytest.mark.slow
+def test_a_clustered_checkpoint_is_sampled_by_cluster_sizes_and_judged_as_unconditional(
+        tmp_path, data_dir):
+    from conftest import run_cli
+    from gan import inference
+
+    state = _save_conditional_ema_run(tmp_path / "ckpt", clusters=4)  # all in cluster 3
+    refused = run_cli("gan.sample", f"--checkpoint_dir={tmp_path}/ckpt", "--digit=7",
+                      f"--out={tmp_path}/s.png", timeout=300)
+    assert refused.returncode == 2 and "--digit=7" in refused.stderr
+    assert "--clusters" in refused.stderr and not (tmp_path / "s.png").exists()
+    drawn = run_cli("gan.sample", f"--checkpoint_dir={tmp_path}/ckpt", "--num=5", "--npy",
+                    "--seed=2", f"--out={tmp_path}/s.npy", timeout=300)
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    expected = train_lib.generate(state, inference.sample_noise(5, 100, 2), [3] * 5).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, atol=1e-5)
+    judged = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}/ckpt", "--num_samples=300",
+                     f"--data_dir={data_dir}", f"--json_out={tmp_path}/r.json", timeout=300)
+    assert judged.returncode == 0, judged.stderr[-3000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["architecture"]["clusters"] == 4
+    assert "label_accuracy" not in result["generated"]  # clusters are not digits
