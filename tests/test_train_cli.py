@@ -53,7 +53,8 @@ def test_missing_data_offline_fails_fast_with_a_clear_message(tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--epochs=0", "--batch_size=-1", "--save_every=0",
-                                  "--model=resnet", "--dataset=cifar10",
+                                  "--model=resnet", "--dataset=cifar10", "--clusters=1",
+                                  "--clusters=-3",
                                   "--image_dir={tmp}/a_file/images",
                                   "--checkpoint_dir={tmp}/a_file/ckpt"])
 def test_bad_flags_exit_non_zero_naming_the_flag(tmp_path, flag):
