@@ -68,8 +68,7 @@ def main(argv):
                       "architecture": architecture, "seed": FLAGS.seed,
                       "truncation": FLAGS.truncation}
         # A --clusters generator is asked for clusters, not digits: nothing to check.
-        labels = (None if FLAGS.images or architecture.get("clusters")
-                  else eval_lib.asked_labels(generator, len(pictures)))
+        labels = None if FLAGS.images or architecture.get("clusters") else asked
         generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels)
         floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)
     except checkpoints.CheckpointError as e:

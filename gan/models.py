@@ -141,8 +141,8 @@ def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NU
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
                         spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
-    conditional) -> [B, 1],
-    P(real) if `probability_output` (for the BCE loss) else an unbounded score.
+    conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
+    unbounded score.
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4)."""
     trunk = _discriminator_trunk(model, spectral_norm)
     if minibatch_std:
