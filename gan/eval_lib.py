@@ -182,13 +182,15 @@ def sample_images(generator, num_samples, seed=0, truncation=0.0, labels=None):
 
 
 def asked_labels(generator, num_samples):
-    """The digits a class-conditional generator is asked for when sampled for evaluation:
-    0, 1, ..., 9, 0, ... (int32 [num_samples], equal shares); None for unconditional ones."""
+    """The labels a conditional generator is asked for when sampled for evaluation (e.g. by
+    training's --eval_every): each of its classes in turn, 0, 1, ..., 9, 0, ... for digits,
+    every cluster for a --clusters one (int32 [num_samples], equal shares); None for
+    unconditional ones."""
     from gan import models
 
     if not models.takes_labels(generator):
         return None
-    return np.arange(num_samples, dtype=np.int32) % classifier.NUM_CLASSES
+    return np.arange(num_samples, dtype=np.int32) % models.num_classes(generator)
 
 
 def label_accuracy(probs, labels):

@@ -184,5 +184,7 @@ def test_conditional_generators_are_asked_for_every_digit_equally():
     labels = eval_lib.asked_labels(conditional, 25)
     assert np.bincount(labels).tolist() == [3] * 5 + [2] * 5
     assert eval_lib.asked_labels(models.build_mlp_generator(), 25) is None
+    clustered = models.make_generator("mlp", 100, conditional=True, num_classes=30)
+    assert np.bincount(eval_lib.asked_labels(clustered, 60)).tolist() == [2] * 30
     images = eval_lib.sample_images(conditional, 25)
     assert images.shape == (25, 28, 28)
