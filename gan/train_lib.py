@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import threading
 import time
 
 import keras
@@ -356,17 +357,25 @@ def make_generate(state):
     """Compiled generator call (sampling generator): noise [N, Z] -> images [N, 28, 28];
     a conditional one draws digits 0, 1, 2, ... in order (`strip_labels`)."""
     classes = models.num_classes(state.generator) or models.NUM_CLASSES
-    return tf.function(lambda z: generate(state, z, strip_labels(tf.shape(z)[0], classes)))
+    return tf.function(lambda z: generate(state, z, strip_labels(tf.shape(z)[0], classes)),
+                       autograph=False)  # plain calls, nothing to convert
 
 
-def warm_up(multi_step, generate, state, config):
-    """Traces and compiles `multi_step` (make_multi_step) and `generate` (make_generate)
-    for config's shapes without changing the state: the loop runs 0 iterations on zero
-    batches of the training stream's shapes and dtypes."""
+def warm_up(multi_step, config, traced=None):
+    """Traces and compiles `multi_step` (make_multi_step) for config's shapes without
+    changing the state: the loop runs 0 iterations on zero batches of the training stream's
+    shapes and dtypes. `traced` (a threading.Event), if given, is set once the Python
+    tracing is done (or failed): XLA then compiles for ~2 s without holding the GIL, time in
+    which another thread can do its own Python work."""
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
-    multi_step(tf.zeros([k, batch, *models.IMAGE_SHAPE]), tf.constant(0), tf.constant(0),
-               tf.zeros([k, batch], tf.int32))
-    generate(state.fixed_noise)
+    args = (tf.zeros([k, batch, *models.IMAGE_SHAPE]), tf.constant(0), tf.constant(0),
+            tf.zeros([k, batch], tf.int32))
+    try:
+        multi_step.get_concrete_function(*args)
+    finally:
+        if traced is not None:
+            traced.set()
+    multi_step(*args)
 
 
 def next_boundary(step, every, offset=0):
@@ -468,6 +477,31 @@ def train(config, log=print):
         return _train(config, strategy, save_to, log)
 
 
+def training_elements(images, labels, config, start):
+    """The training stream (data.make_batches) from step `start` as elements (batches
+    [K, B', 28, 28], labels [K, B'], first, end): batches[i] is the real batch of step
+    first + i (B' = d_steps x batch size, one batch per D update), and the element serves
+    steps max(start, first)..end-1.
+
+    Elements begin where a strip is due (step counter 1 + n x save_every) when that is
+    fewer than K steps after `start`: a run from step 0 gets a first element of one step,
+    then elements 1..K, K+1..2K, ..., so the strip at the start of each does not split it
+    into two loop calls. The data of each step is the same whatever the elements' bounds.
+    """
+    k, batch = config.steps_per_call, config.batch_size * config.d_steps
+    make = lambda first: data.make_batches(images, labels, batch, config.seed, first, k)  # noqa: E731
+    aligned = start
+    if (start - 1) % config.save_every:
+        aligned = next_boundary(start, config.save_every, offset=1)
+        if aligned - start >= k:
+            aligned = start
+    if aligned > start:
+        batches, batch_labels = next(iter(make(start)))
+        yield batches, batch_labels, start, aligned
+    for i, (batches, batch_labels) in enumerate(make(aligned)):
+        yield batches, batch_labels, aligned + i * k, aligned + (i + 1) * k
+
+
 def _train(config, strategy, save_to, log):
     """train() in this process's writing folders (distribute.writing_folders): checkpoints
     are restored from config.checkpoint_dir and saved into `save_to`."""
@@ -492,16 +526,17 @@ def _train(config, strategy, save_to, log):
             "the replicas' all-reduce into the loop); the loop runs as a plain tf.function.")
     multi_step = make_multi_step(state, config.xla, strategy)
     generate = make_generate(state)
-    k = config.steps_per_call
     saved_step = start
     # The writer thread does the per-chunk logging and image files while the loop runs on;
     # on exit (also by an exception) it finishes its jobs before the handlers go.
     with interrupts.stop_requested() as interrupt, \
             monitor.RunMonitor(config, start, log) as run_monitor, \
             images.BackgroundWriter() as writer:
-        # Tracing and XLA compilation (~3 s) overlap loading the data and opening the logs.
+        # Tracing and XLA compilation of the loop (~2-3 s) overlap loading the data and
+        # tracing what the loop's first chunks would otherwise trace.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            compiled = pool.submit(warm_up, multi_step, generate, state, config)
+            traced = threading.Event()
+            compiled = pool.submit(warm_up, multi_step, config, traced)
             # After the checkpoint checks: a refused resume or a finished run needs no data.
             train_images, train_labels = data.load_split(config.dataset, "train",
                                                          config.data_dir)
@@ -509,32 +544,30 @@ def _train(config, strategy, save_to, log):
                 train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
                 state.cluster_prior.assign(
                     np.bincount(train_labels, minlength=config.clusters) / len(train_labels))
-            # Each iteration takes d_steps real batches (one per D update).
-            stream = iter(data.make_batches(train_images, train_labels,
-                                            config.batch_size * config.d_steps, config.seed,
-                                            start, k))
+            elements = training_elements(train_images, train_labels, config, start)
             renderer = images.StripRenderer(config.num_images)
+            traced.wait()  # the GIL is free while XLA compiles
+            generate(state.fixed_noise)
+            run_monitor.prepare(METRICS, config.num_images)
             compiled.result()
         step, t0 = start, time.time()
         while step < config.epochs:
-            batches, labels = next(stream)
-            offset = 0
-            while offset < k and step < config.epochs:
+            batches, labels, first, end = next(elements)
+            while step < min(end, config.epochs):
                 if interrupt:
                     raise stop_on_signal(interrupt, state, manager, saved_step)
-                stop = min(step + k - offset, config.epochs,
+                stop = min(end, config.epochs,
                            next_boundary(step, config.save_every, offset=1),
                            next_boundary(step, config.checkpoint_every),
                            next_boundary(step, config.eval_every or config.epochs))
-                metrics = multi_step(batches, tf.constant(offset), tf.constant(stop - step),
-                                     labels)
+                metrics = multi_step(batches, tf.constant(step - first),
+                                     tf.constant(stop - step), labels)
                 if not bool(metrics["finite"]):
                     bad = step + int(metrics["steps"]) - 1
                     raise NonFiniteLossError(
                         f"non-finite loss at epoch {bad} (d_loss={float(metrics['d_loss']):.4g}, "
                         f"g_loss={float(metrics['g_loss']):.4g}); stopped without saving it. "
                         f"The last good checkpoint is kept in {config.checkpoint_dir}.")
-                offset += stop - step
                 step = stop
                 writer.submit(run_monitor.on_chunk, step,
                               {k_: float(metrics[k_]) for k_ in METRICS}, time.time())

@@ -91,6 +91,22 @@ def test_write_scalars_goes_to_tensorboard_and_the_history(tmp_path):
         {"step": 500, "eval/classifier_score": 7.5, "eval/modes": 9.0}]
 
 
+def test_prepare_traces_the_summaries_without_writing_and_calls_reuse_them(tmp_path):
+    metrics = ("d_loss", "g_loss", "d_real", "d_fake")
+    with monitor.RunMonitor(tiny_config(tmp_path, quiet=True), 0, log=lambda s: None) as run:
+        run.prepare(metrics, 10)
+        assert run._scalar_summaries.experimental_get_tracing_count() == 1
+        assert run._image_summary.experimental_get_tracing_count() == 1
+        run.writer.flush()
+        assert read_events(str(tmp_path / "ckpt" / "logs")) == {}
+        run.on_chunk(100, {name: 0.5 for name in metrics})
+        run.on_strip(99, np.random.default_rng(0).uniform(size=(10, 28, 28)))
+        assert run._scalar_summaries.experimental_get_tracing_count() == 1
+        assert run._image_summary.experimental_get_tracing_count() == 1
+    assert read_events(str(tmp_path / "ckpt" / "logs")) == {
+        **{name: [100] for name in (*metrics, "steps_per_sec")}, "samples": [99]}
+
+
 def test_on_chunk_rates_use_the_times_the_chunks_ended(tmp_path):
     # The loop hands on_chunk to its writer thread with the time each chunk ended, so the
     # rate must come from those times, not from when the thread gets to it.

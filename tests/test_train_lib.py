@@ -1,10 +1,12 @@
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from gan import data
 from gan import config as config_lib
 from gan import train_lib
 
@@ -157,16 +159,56 @@ def test_warm_up_compiles_without_changing_the_state_or_retracing_later():
 
     before = snapshot()
     multi_step = train_lib.make_multi_step(state, jit_compile=True)
-    generate = train_lib.make_generate(state)
-    train_lib.warm_up(multi_step, generate, state, config)
+    traced = threading.Event()
+    train_lib.warm_up(multi_step, config, traced)
+    assert traced.is_set()
     assert same(before, snapshot())
     traces = multi_step.experimental_get_tracing_count()
     batches = tf.random.uniform([4, 8, 28, 28])
     out = multi_step(batches, tf.constant(0), tf.constant(4), tf.zeros([4, 8], tf.int32))
-    generate(state.fixed_noise)
     assert int(out["steps"]) == 4 and int(state.step.numpy()) == 4
     assert multi_step.experimental_get_tracing_count() == traces == 1
-    assert generate.experimental_get_tracing_count() == 1
+
+
+def test_warm_up_sets_traced_also_when_tracing_fails():
+    """train() waits for `traced` before its own tracing: a failed trace must not hang it."""
+    config = config_lib.TrainConfig(steps_per_call=2, batch_size=4)
+
+    @tf.function
+    def broken(batches, start, count, labels):
+        raise ValueError("bad trace")
+
+    traced = threading.Event()
+    with pytest.raises(ValueError, match="bad trace"):
+        train_lib.warm_up(broken, config, traced)
+    assert traced.is_set()
+
+
+@pytest.mark.parametrize("start,save_every,bounds", [
+    (0, 3, [(0, 1), (1, 6), (6, 11)]),    # fresh run: a one-step head, then strip-aligned
+    (1, 3, [(1, 6), (6, 11), (11, 16)]),  # already at a strip: no head
+    (5, 3, [(5, 7), (7, 12), (12, 17)]),  # resumed between strips
+    (2, 20, [(2, 7), (7, 12), (12, 17)]),  # next strip (21) is K or more steps away
+])
+def test_training_elements_align_to_strips_and_serve_the_stream_of_each_step(
+        start, save_every, bounds):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=40).astype(np.int32)
+    config = config_lib.TrainConfig(batch_size=4, steps_per_call=5, save_every=save_every,
+                                    seed=7)
+    elements = train_lib.training_elements(images, labels, config, start)
+    got = [next(elements) for _ in bounds]
+    assert [(max(first, start), end) for _, _, first, end in got] == bounds
+    # Step s's batch is the plain stream's, however the elements are cut.
+    plain = data.make_batches(images, labels, 4, 7, start, 1)
+    expected = [(b[0].numpy(), l[0].numpy()) for b, l in plain.take(bounds[-1][1] - start)]
+    for batches, batch_labels, first, end in got:
+        for step in range(max(first, start), end):
+            np.testing.assert_array_equal(batches[step - first].numpy(),
+                                          expected[step - start][0])
+            np.testing.assert_array_equal(batch_labels[step - first].numpy(),
+                                          expected[step - start][1])
 
 
 @pytest.mark.parametrize("step,every,offset,expected", [
@@ -358,7 +400,7 @@ def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, mon
         image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
     state = train_lib.train(config, log=lambda line: None)
     assert seen == dict(num_images=60000, num_clusters=5, seed=4)
-    assert len(recorded) == 1 and (recorded[0] == 3).all()
+    assert recorded and all((labels == 3).all() for labels in recorded)
     assert models.num_classes(state.generator) == models.num_classes(state.discriminator) == 5
     generator, architecture, step = checkpoints.restore_generator(str(tmp_path / "ckpt"))
     assert step == 3 and architecture["clusters"] == 5 and architecture["conditional"]
