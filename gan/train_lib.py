@@ -489,7 +489,10 @@ def training_elements(images, labels, config, start):
     into two loop calls. The data of each step is the same whatever the elements' bounds.
     """
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
-    make = lambda first: data.make_batches(images, labels, batch, config.seed, first, k)  # noqa: E731
+
+    def make(first):
+        return data.make_batches(images, labels, batch, config.seed, first, k)
+
     aligned = start
     if (start - 1) % config.save_every:
         aligned = next_boundary(start, config.save_every, offset=1)
