@@ -32,6 +32,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     steps_per_call: int = 100
     xla: bool = True
+    # XLA's persistent compilation cache (gan.compilation): None = $GAN_CACHE_DIR/xla, else
+    # ~/.cache/gan/xla (used if writable); "" = off. Speed only.
+    xla_cache_dir: str | None = None
     log_every_secs: float = 10.0
     logs_dir: str = ""  # TensorBoard logs and metrics history; "" means <checkpoint_dir>/logs
     quiet: bool = False  # no progress lines
@@ -115,12 +118,22 @@ class TrainConfig:
                 f"--dataset must be one of {', '.join(data.DATASETS)}, got '{self.dataset}'")
         for name in ("image_dir", "checkpoint_dir"):
             check_writable_dir(getattr(self, name), name)
+        if self.xla_cache_dir:  # asked for by name: it must work (the default is best effort)
+            check_writable_dir(self.xla_cache_dir, "xla_cache_dir")
         check_writable_dir(self.resolved_logs_dir(), "logs_dir")
 
     def resolved_logs_dir(self):
         """--logs_dir, or <checkpoint_dir>/logs when it is empty: a run's logs and metrics
         history stay with the checkpoints they must agree with on a resume."""
         return self.logs_dir or os.path.join(self.checkpoint_dir, "logs")
+
+    def resolved_xla_cache_dir(self):
+        """--xla_cache_dir, or when None the folder "xla" in gan.files.cache_dir() ("" = off)."""
+        if self.xla_cache_dir is not None:
+            return self.xla_cache_dir
+        from gan import files
+
+        return os.path.join(files.cache_dir(), "xla")
 
     @property
     def num_classes(self):

@@ -166,7 +166,8 @@ def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_eleme
 
     Yields (images float32 [K, B, 28, 28] in [0, 1], labels int32 [K, B]) with
     K = steps_per_element, B = batch_size; element i holds the batches of steps
-    start_step + i*K ... start_step + (i+1)*K - 1.
+    start_step + i*K ... start_step + (i+1)*K - 1. images (uint8 [N, 28, 28]) and labels
+    ([N]) are arrays, copied into tensors, or tensors, used as they are.
     """
     images = tf.constant(images)
     labels = tf.constant(labels)

@@ -55,6 +55,11 @@ flags.DEFINE_integer("keep_checkpoints", DEFAULTS.keep_checkpoints,
 flags.DEFINE_integer("steps_per_call", DEFAULTS.steps_per_call,
                      "Iterations per compiled call (speed only; results do not depend on it).")
 flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_compile).")
+flags.DEFINE_string(
+    "xla_cache_dir", DEFAULTS.xla_cache_dir,
+    "Folder where XLA keeps compiled training loops, so that a rerun with the same settings "
+    "starts ~1.5 s sooner (default: $GAN_CACHE_DIR/xla, else ~/.cache/gan/xla). Empty "
+    "(--xla_cache_dir=) turns it off. Speed only: results are the same.")
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
                    "Seconds between progress lines.")
 flags.DEFINE_string(
@@ -121,16 +126,19 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    from gan import compilation
+
+    compilation.configure(config)  # before TensorFlow's import sets up its devices
     with cli.heavy_imports():  # after flag parsing: --help stays fast
         from gan import checkpoints, data, interrupts, train_lib
 
     logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines would bury the progress
 
-    config = config_from_flags()
     try:
         train_lib.train(config)
     except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError,
-            train_lib.NonFiniteLossError) as e:
+            train_lib.NonFiniteLossError, compilation.CacheError) as e:
         cli.fail(e)
     except interrupts.Interrupted as e:
         print(e, file=sys.stderr)

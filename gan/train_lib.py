@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import (checkpoints, data, distribute, eval_lib, images, interrupts, losses, models,
-                 monitor)
+from gan import (checkpoints, compilation, data, distribute, eval_lib, images, interrupts, losses,
+                 models, monitor)
 
 
 class TrainState(tf.train.Checkpoint):
@@ -378,6 +378,35 @@ def warm_up(multi_step, config, traced=None):
     multi_step(*args)
 
 
+def compile_loop(state, config, strategy=None, traced=None, log=print):
+    """make_multi_step for `config`, traced and compiled by warm_up (`traced` as there).
+
+    With XLA's persistent compilation cache on (gan.compilation), a failed compilation means
+    a cache entry could not be read, e.g. one cut short by a full disk or a crash: this
+    machine's entries are removed and the loop compiled afresh, once; if that fails too,
+    raises compilation.CacheError. Nothing of the state changes either way.
+    """
+    multi_step = make_multi_step(state, config.xla, strategy)
+    cache = compilation.active_cache()
+    try:
+        warm_up(multi_step, config, traced)
+        return multi_step
+    except tf.errors.OpError as error:
+        if cache is None or not config.xla or strategy is not None:
+            raise
+        removed = compilation.clear_cache()
+        log(f"XLA's compilation cache failed ({error.message.splitlines()[0]}); removed "
+            f"{removed} cached program(s) from {cache}; compiling afresh.")
+    multi_step = make_multi_step(state, config.xla, strategy)  # a new function: a new key
+    try:
+        warm_up(multi_step, config)
+    except tf.errors.OpError as error:
+        raise compilation.CacheError(
+            f"XLA could not use its compilation cache {cache}: {error.message.splitlines()[0]}. "
+            "Free or repair that folder, or run with --xla_cache_dir= (no cache).") from error
+    return multi_step
+
+
 def next_boundary(step, every, offset=0):
     """The smallest step counter > step with (counter - offset) % every == 0."""
     return step + every - ((step - offset) % every)
@@ -436,39 +465,26 @@ def apply_learning_rates(state, config, log=print):
             optimizer.learning_rate = wanted
 
 
-XLA_CPU_FLAG = "--xla_cpu_multi_thread_eigen=false"
-
-
-def configure_xla_cpu():
-    """Makes XLA run each matrix product of the compiled loop on one thread (independent ops
-    still run in parallel). XLA's default splits every product over all cores; for this
-    project's small products that gained nothing in the bare loop (batch 32: 384 vs 382
-    it/s, batch 1024: 19.8 vs 19.0) but lost a lot whenever another thread needed a core:
-    the image writing, logging and data threads of a real run (10,000-epoch run 42.8 s ->
-    39.1 s, experiments/RESULTS.md). Speed only: the arithmetic is unchanged. Respects an
-    XLA_FLAGS that already sets it, and takes effect only if nothing was XLA-compiled yet in
-    this process (XLA reads the variable once)."""
-    flags_ = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags_:
-        os.environ["XLA_FLAGS"] = f"{flags_} {XLA_CPU_FLAG}".strip()
-
-
 def train(config, log=print):
     """Trains to config.epochs iterations, resuming from config.checkpoint_dir.
 
     The image for epoch e (0-based, e % save_every == 0) is written after iteration e,
     i.e. when the step counter reaches e + 1, as in the original loop. Returns the state.
 
-    Raises NonFiniteLossError on a NaN/Inf loss or weight (nothing bad is saved), and
-    interrupts.Interrupted after SIGINT/SIGTERM, once a checkpoint of the current step is
-    written and the pending images are flushed.
+    Raises NonFiniteLossError on a NaN/Inf loss or weight (nothing bad is saved),
+    compilation.CacheError if XLA's compilation cache cannot be used (before any training),
+    and interrupts.Interrupted after SIGINT/SIGTERM, once a checkpoint of the current step
+    is written and the pending images are flushed.
+
+    With config.xla, compiled loops are kept in XLA's persistent compilation cache
+    (config.resolved_xla_cache_dir(); gan.compilation), so a rerun skips the compilation.
 
     Under config.strategy (gan.distribute) config.batch_size is the global batch; a worker
     that is not the chief restores from config.checkpoint_dir like the chief but writes its
     images, logs and checkpoints into a temporary folder that is deleted at the end.
     """
     config.validate()
-    configure_xla_cpu()
+    compilation.configure(config, log=log)  # no-op if the entry point did it
     if config.cpu_devices:
         distribute.configure_cpu_devices(config.cpu_devices)
     strategy = distribute.make_strategy(config.strategy)
@@ -489,6 +505,7 @@ def training_elements(images, labels, config, start):
     into two loop calls. The data of each step is the same whatever the elements' bounds.
     """
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
+    images, labels = tf.constant(images), tf.constant(labels)  # one copy for both streams
 
     def make(first):
         return data.make_batches(images, labels, batch, config.seed, first, k)
@@ -527,7 +544,6 @@ def _train(config, strategy, save_to, log):
     if config.xla and strategy is not None:
         log(f"Note: --xla is not used with --strategy={config.strategy} (XLA cannot compile "
             "the replicas' all-reduce into the loop); the loop runs as a plain tf.function.")
-    multi_step = make_multi_step(state, config.xla, strategy)
     generate = make_generate(state)
     saved_step = start
     # The writer thread does the per-chunk logging and image files while the loop runs on;
@@ -539,7 +555,7 @@ def _train(config, strategy, save_to, log):
         # tracing what the loop's first chunks would otherwise trace.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             traced = threading.Event()
-            compiled = pool.submit(warm_up, multi_step, config, traced)
+            compiled = pool.submit(compile_loop, state, config, strategy, traced, log)
             # After the checkpoint checks: a refused resume or a finished run needs no data.
             train_images, train_labels = data.load_split(config.dataset, "train",
                                                          config.data_dir)
@@ -552,7 +568,7 @@ def _train(config, strategy, save_to, log):
             traced.wait()  # the GIL is free while XLA compiles
             generate(state.fixed_noise)
             run_monitor.prepare(METRICS, config.num_images)
-            compiled.result()
+            multi_step = compiled.result()
         step, t0 = start, time.time()
         while step < config.epochs:
             batches, labels, first, end = next(elements)

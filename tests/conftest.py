@@ -1,14 +1,26 @@
 """Shared fixtures: the offline MNIST copy in ../shared/data (or $TFDS_DATA_DIR)."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+# Derived files (decoded MNIST arrays, XLA's compiled programs) go to a folder of this test
+# process, inherited by the commands it starts, never to the user's ~/.cache/gan: a stale or
+# broken entry there cannot change a test's outcome.
+TEST_CACHE = tempfile.mkdtemp(prefix="gan-test-cache-")
+os.environ["GAN_CACHE_DIR"] = TEST_CACHE
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def tfds_data_dir():

@@ -359,16 +359,6 @@ def test_sample_cli_draws_the_asked_digit_from_a_conditional_run(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, atol=1e-5)
 
 
-def test_configure_xla_cpu_adds_its_flag_once_and_respects_the_users(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-    train_lib.configure_xla_cpu()
-    train_lib.configure_xla_cpu()
-    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + train_lib.XLA_CPU_FLAG
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
-    train_lib.configure_xla_cpu()
-    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
-
-
 def test_clusters_need_the_conditional_networks_and_at_least_two():
     with pytest.raises(ValueError, match="--clusters trains .* give --conditional too"):
         config_lib.TrainConfig(clusters=5).validate()

@@ -1,0 +1,139 @@
+"""gan.compilation: XLA's CPU flag and its persistent compilation cache."""
+
+import os
+
+import numpy as np
+import pytest
+
+from gan import compilation
+from tests.conftest import checkpoint_tensors, run_cli
+
+
+@pytest.fixture
+def fresh_cache_state(monkeypatch):
+    """An empty TF_XLA_FLAGS (restored afterwards, also if the test sets it), and no cache
+    remembered by an earlier enable_cache of this process."""
+    monkeypatch.setenv("TF_XLA_FLAGS", "")
+    monkeypatch.setattr(compilation, "_active_cache", None)
+
+
+def test_configure_cpu_adds_its_flag_once_and_respects_the_users(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    compilation.configure_cpu()
+    compilation.configure_cpu()
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + compilation.CPU_FLAG
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=true")
+    compilation.configure_cpu()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"
+
+
+def test_cache_prefix_names_the_tensorflow_cpu_and_xla_flags_it_was_compiled_for(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setenv("XLA_FLAGS", compilation.CPU_FLAG)
+    monkeypatch.setenv("TF_XLA_FLAGS", "")
+    here = compilation.machine_description()
+    assert f"tensorflow-{tf.__version__}.dist-info" in here
+    assert compilation.CPU_FLAG in here
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    assert compilation.cache_prefix(compilation.machine_description()) != (
+        compilation.cache_prefix(here))
+    prefix = compilation.cache_prefix(here)
+    assert prefix == compilation.cache_prefix(here)
+    assert prefix.startswith("gan-") and prefix[4:].isalnum()
+    assert compilation.cache_prefix(here.replace("tensorflow", "tensorflow 0.0 of")) != prefix
+    assert compilation.cache_prefix(here + " avx512f") != prefix
+
+
+def test_enable_cache_points_tensorflow_at_the_folder(tmp_path, fresh_cache_state):
+    folder = str(tmp_path / "xla")
+    assert compilation.enable_cache(folder, log=pytest.fail) == folder
+    assert os.path.isdir(folder) and os.listdir(folder) == []  # its write probe is gone
+    flags = os.environ["TF_XLA_FLAGS"].split()
+    flags_set = os.environ["TF_XLA_FLAGS"]
+    os.environ["TF_XLA_FLAGS"] = ""  # the description before the cache's own flags
+    prefix = compilation.cache_prefix(compilation.machine_description())
+    os.environ["TF_XLA_FLAGS"] = flags_set
+    assert f"--tf_xla_persistent_cache_directory={folder}" in flags
+    assert f"--tf_xla_persistent_cache_prefix={prefix}" in flags
+    assert "--tf_xla_persistent_cache_device_types=CPU" in flags
+    assert compilation.active_cache() == folder
+
+
+def test_enable_cache_respects_a_users_cache_and_skips_an_unwritable_folder(
+        tmp_path, monkeypatch, fresh_cache_state):
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_persistent_cache_directory=/mine")
+    assert compilation.enable_cache(str(tmp_path / "xla"), log=pytest.fail) is None
+    assert os.environ["TF_XLA_FLAGS"] == "--tf_xla_persistent_cache_directory=/mine"
+    assert not os.path.exists(tmp_path / "xla")
+
+    monkeypatch.setenv("TF_XLA_FLAGS", "")
+    (tmp_path / "file").write_text("")
+    notes = []
+    assert compilation.enable_cache(str(tmp_path / "file" / "xla"), log=notes.append) is None
+    assert os.environ["TF_XLA_FLAGS"] == "" and compilation.active_cache() is None
+    assert len(notes) == 1 and "compilation cache is off" in notes[0]
+    assert str(tmp_path / "file" / "xla") in notes[0]
+
+
+def test_clear_cache_removes_only_the_entries_of_the_cache_in_use(tmp_path, fresh_cache_state):
+    assert compilation.clear_cache() == 0  # no cache in use: nothing to remove
+    compilation.enable_cache(str(tmp_path), log=pytest.fail)
+    prefix = os.environ["TF_XLA_FLAGS"].split("--tf_xla_persistent_cache_prefix=")[1].split()[0]
+    for name in (f"{prefix}__1__2__XLA_CPU_JIT.pb", f"{prefix}__3__4__XLA_CPU_JIT.pb",
+                 "gan-0123456789abcdef__1__2__XLA_CPU_JIT.pb", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    assert compilation.clear_cache() == 2
+    assert sorted(os.listdir(tmp_path)) == ["gan-0123456789abcdef__1__2__XLA_CPU_JIT.pb",
+                                            "notes.txt"]
+
+
+def _entries(folder):
+    return {name: os.stat(os.path.join(folder, name)).st_mtime_ns
+            for name in os.listdir(folder)}
+
+
+@pytest.mark.slow
+def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, data_dir):
+    """Three fresh 3-epoch runs sharing one cache folder: the first compiles and stores one
+    entry; the second loads it (no new or rewritten entry) and ends with bit-identical
+    weights; the third finds the entry cut short, clears it, compiles afresh and still
+    ends with the same weights. --xla_cache_dir= keeps no cache."""
+    cache = tmp_path / "cache"
+
+    def train(name, *extra):
+        result = run_cli("gan.train", "--epochs=3", "--save_every=2", "--quiet",
+                         f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}/{name}",
+                         f"--image_dir={tmp_path}/{name}_img", f"--xla_cache_dir={cache}",
+                         *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights = checkpoint_tensors(str(tmp_path / name / "ckpt-3"))
+        return result, {k: v for k, v in weights.items() if k.endswith("VARIABLE_VALUE")}
+
+    _, first = train("a")
+    entries = _entries(cache)
+    assert len(entries) == 1
+    (entry,) = entries
+    assert entry.startswith("gan-") and entry.endswith("__XLA_CPU_JIT.pb")
+
+    _, second = train("b")
+    assert _entries(cache) == entries
+    assert first.keys() == second.keys() and len(first) > 20
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+    path = cache / entry
+    path.write_bytes(path.read_bytes()[:1000])  # as a crash or a full disk could leave it
+    result, third = train("c")
+    assert "compilation cache failed" in result.stdout and "removed 1 cached program(s)" in result.stdout
+    for name in first:
+        np.testing.assert_array_equal(first[name], third[name], err_msg=name)
+    (new_entry,) = os.listdir(cache)  # the cut entry is gone or whole again
+    assert os.path.getsize(cache / new_entry) > 1000
+
+    off = tmp_path / "off"
+    result = run_cli("gan.train", "--epochs=1", "--quiet", f"--data_dir={data_dir}",
+                     f"--checkpoint_dir={tmp_path}/d", f"--image_dir={tmp_path}/d_img",
+                     "--xla_cache_dir=", env={"GAN_CACHE_DIR": str(off)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not os.path.exists(off / "xla")
