@@ -18,8 +18,10 @@ class StripRenderer:
     """Draws images [N, 28, 28] in [0, 1] as the original did: one row, grayscale, axes off,
     on a figure of N x 1 inches at 100 dpi (1000 x 100 pixels for the default 10 digits).
 
-    The figure is built once and only its pixel data changes per call (~20 ms a strip
-    instead of ~160 ms); use one renderer per thread.
+    The figure is built once and only its pixel data changes per call; after the first
+    full draw only the digits are drawn again, over the last ones (~8-13 ms a strip, against
+    ~14-20 ms for a full draw and ~160 ms for a new figure), the same pixels: finite values
+    make each digit an opaque block that covers the last one. Use one renderer per thread.
     """
 
     def __init__(self, num_images, dpi=100):
@@ -27,6 +29,7 @@ class StripRenderer:
         self.dpi = dpi
         self.figure = Figure(figsize=(num_images, 1), dpi=dpi)
         FigureCanvasAgg(self.figure)
+        self._drawn = False
         self.artists = []
         for i in range(num_images):
             ax = self.figure.add_subplot(1, num_images, i + 1)
@@ -40,8 +43,15 @@ class StripRenderer:
             raise ValueError(f"expected {self.num_images} images of 28x28, got {images.shape}")
         for artist, image in zip(self.artists, images):
             artist.set_data(image)
-        self.figure.canvas.draw()
-        return np.asarray(self.figure.canvas.buffer_rgba())[..., 0].copy()
+        canvas = self.figure.canvas
+        if self._drawn and np.isfinite(images).all():
+            renderer = canvas.get_renderer()
+            for artist in self.artists:
+                artist.draw(renderer)
+        else:  # first strip, or NaN/Inf pixels (transparent: the background must show)
+            canvas.draw()
+            self._drawn = True
+        return np.asarray(canvas.buffer_rgba())[..., 0].copy()
 
     def save(self, images, path):
         """Renders `images` and writes them to `path` as a PNG, atomically."""

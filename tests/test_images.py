@@ -52,3 +52,21 @@ def test_list_strips_sorts_by_epoch_and_ignores_other_files(tmp_path):
     assert [e for e, _ in images.list_strips(str(tmp_path))] == [0, 900, 1000]
     assert images.list_strips(str(tmp_path / "missing")) == []
 
+
+
+def test_strip_renderer_redraws_the_same_pixels_as_a_fresh_full_draw():
+    """After its first strip a renderer only redraws the digits over the last ones; each
+    strip must still equal a new renderer's full draw: random, binary, constant and
+    out-of-range digits, and NaN pixels (drawn transparent, so the background shows)."""
+    rng = np.random.default_rng(0)
+    reused = images.StripRenderer(10)
+    strips = [rng.random((10, 28, 28)), (rng.random((10, 28, 28)) > 0.5) * 1.0,
+              np.full((10, 28, 28), 0.3), rng.random((10, 28, 28)) * 1.6 - 0.3]
+    with_nan = rng.random((10, 28, 28))
+    with_nan[3, 5:20, 5:20] = np.nan
+    strips += [with_nan, rng.random((10, 28, 28)), np.zeros((10, 28, 28))]
+    for i, strip in enumerate(strips):
+        fresh = images.StripRenderer(10).render(strip)
+        assert fresh.shape == (100, 1000)
+        np.testing.assert_array_equal(reused.render(strip), fresh, err_msg=f"strip {i}")
+    assert not np.array_equal(reused.render(strips[0]), reused.render(strips[1]))
