@@ -27,7 +27,7 @@ def test_a_small_benchmark_reports_every_figure(tmp_path, data_dir):
     assert len(runs) == 3 and printed["e2e_images"] == [3, 3, 3]
     assert printed["e2e_cold_seconds"] == runs[0] and printed["e2e_seconds"] == max(runs[1:])
     assert sorted(printed["images_per_s"]) == ["32", "64"]
-    assert "speed-up:" in result.stdout and "median of 2" in result.stdout
+    assert "speed-up:" in result.stdout and "median of 2 runs loading" in result.stdout
     assert "the first time (compiling)" in result.stdout
 
 
