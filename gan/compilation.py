@@ -1,6 +1,6 @@
 """XLA's process-wide settings for training: one thread per matrix product on CPU, and a
 persistent compilation cache, so that a rerun with the same settings loads the compiled
-training loop instead of compiling it again (~1.2-1.5 s of start-up on 2 CPU cores).
+training loop instead of compiling it again (~1 s of start-up on 2 CPU cores).
 
 TensorFlow reads both once per process, when it sets up its devices (its import does that
 under absl's app.run): `python -m gan.train` calls `configure` before importing it. Neither
@@ -22,7 +22,8 @@ _configured = False
 
 
 class CacheError(RuntimeError):
-    """XLA could not read or write its compilation cache, even after clearing it."""
+    """Compiling failed with the compilation cache on, also after clearing it (e.g. a full or
+    read-only cache folder)."""
 
 
 def configure(config, log=print):
@@ -61,8 +62,8 @@ def machine_description():
     site = os.path.dirname(package)
     parts = [platform.machine(), platform.processor(), os.environ.get("XLA_FLAGS", ""),
              os.environ.get("TF_XLA_FLAGS", "")]
-    parts += sorted(name for name in os.listdir(site)
-                    if name.startswith(("tensorflow", "tf_nightly")) and name.endswith(".dist-info"))
+    parts += sorted(name for name in os.listdir(site) if name.endswith(".dist-info")
+                    and name.startswith(("tensorflow", "tf_nightly")))
     libraries = [os.path.join(glob.escape(package), pattern)
                  for pattern in ("libtensorflow*", os.path.join("python", "*pywrap_tensorflow*"))]
     for path in sorted(sum((glob.glob(pattern) for pattern in libraries), [])):

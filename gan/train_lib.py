@@ -7,7 +7,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import os
-import threading
 import time
 
 import keras
@@ -361,25 +360,17 @@ def make_generate(state):
                        autograph=False)  # plain calls, nothing to convert
 
 
-def warm_up(multi_step, config, traced=None):
+def warm_up(multi_step, config):
     """Traces and compiles `multi_step` (make_multi_step) for config's shapes without
     changing the state: the loop runs 0 iterations on zero batches of the training stream's
-    shapes and dtypes. `traced` (a threading.Event), if given, is set once the Python
-    tracing is done (or failed): XLA then compiles for ~2 s without holding the GIL, time in
-    which another thread can do its own Python work."""
+    shapes and dtypes."""
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
-    args = (tf.zeros([k, batch, *models.IMAGE_SHAPE]), tf.constant(0), tf.constant(0),
-            tf.zeros([k, batch], tf.int32))
-    try:
-        multi_step.get_concrete_function(*args)
-    finally:
-        if traced is not None:
-            traced.set()
-    multi_step(*args)
+    multi_step(tf.zeros([k, batch, *models.IMAGE_SHAPE]), tf.constant(0), tf.constant(0),
+               tf.zeros([k, batch], tf.int32))
 
 
-def compile_loop(state, config, strategy=None, traced=None, log=print):
-    """make_multi_step for `config`, traced and compiled by warm_up (`traced` as there).
+def compile_loop(state, config, strategy=None, log=print):
+    """make_multi_step for `config`, traced and compiled by warm_up.
 
     With XLA's persistent compilation cache on (gan.compilation), a failed compilation means
     a cache entry could not be read, e.g. one cut short by a full disk or a crash: this
@@ -389,7 +380,7 @@ def compile_loop(state, config, strategy=None, traced=None, log=print):
     multi_step = make_multi_step(state, config.xla, strategy)
     cache = compilation.active_cache()
     try:
-        warm_up(multi_step, config, traced)
+        warm_up(multi_step, config)
         return multi_step
     except tf.errors.OpError as error:
         if cache is None or not config.xla or strategy is not None:
@@ -402,8 +393,9 @@ def compile_loop(state, config, strategy=None, traced=None, log=print):
         warm_up(multi_step, config)
     except tf.errors.OpError as error:
         raise compilation.CacheError(
-            f"XLA could not use its compilation cache {cache}: {error.message.splitlines()[0]}. "
-            "Free or repair that folder, or run with --xla_cache_dir= (no cache).") from error
+            f"compiling the training loop failed with XLA's compilation cache in {cache}, also "
+            f"after clearing it: {error.message.splitlines()[0]}. If that folder is full or "
+            "read-only, free or repair it, or run with --xla_cache_dir= (no cache).") from error
     return multi_step
 
 
@@ -551,24 +543,23 @@ def _train(config, strategy, save_to, log):
     with interrupts.stop_requested() as interrupt, \
             monitor.RunMonitor(config, start, log) as run_monitor, \
             images.BackgroundWriter() as writer:
-        # Tracing and XLA compilation of the loop (~2-3 s) overlap loading the data and
-        # tracing what the loop's first chunks would otherwise trace.
+        # While XLA compiles the loop (~1.5-2.5 s, ~0.7 s from its cache) this thread only
+        # does what builds no TensorFlow function: the function names that tf.data, the
+        # strip function and the summaries would take meanwhile shift the numbers in the
+        # loop's own, part of the key of XLA's compilation cache, and the cache would miss.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            traced = threading.Event()
-            compiled = pool.submit(compile_loop, state, config, strategy, traced, log)
-            # After the checkpoint checks: a refused resume or a finished run needs no data.
-            train_images, train_labels = data.load_split(config.dataset, "train",
-                                                         config.data_dir)
-            if config.clusters:  # the digits are never used: clusters replace them
-                train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
-                state.cluster_prior.assign(
-                    np.bincount(train_labels, minlength=config.clusters) / len(train_labels))
-            elements = training_elements(train_images, train_labels, config, start)
+            compiled = pool.submit(compile_loop, state, config, strategy, log)
             renderer = images.StripRenderer(config.num_images)
-            traced.wait()  # the GIL is free while XLA compiles
-            generate(state.fixed_noise)
-            run_monitor.prepare(METRICS, config.num_images)
             multi_step = compiled.result()
+        # After the checkpoint checks: a refused resume or a finished run needs no data.
+        train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
+        if config.clusters:  # the digits are never used: clusters replace them
+            train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
+            state.cluster_prior.assign(
+                np.bincount(train_labels, minlength=config.clusters) / len(train_labels))
+        elements = training_elements(train_images, train_labels, config, start)
+        generate(state.fixed_noise)
+        run_monitor.prepare(METRICS, config.num_images)
         step, t0 = start, time.time()
         while step < config.epochs:
             batches, labels, first, end = next(elements)

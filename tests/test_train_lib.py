@@ -1,6 +1,5 @@
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -159,9 +158,7 @@ def test_warm_up_compiles_without_changing_the_state_or_retracing_later():
 
     before = snapshot()
     multi_step = train_lib.make_multi_step(state, jit_compile=True)
-    traced = threading.Event()
-    train_lib.warm_up(multi_step, config, traced)
-    assert traced.is_set()
+    train_lib.warm_up(multi_step, config)
     assert same(before, snapshot())
     traces = multi_step.experimental_get_tracing_count()
     batches = tf.random.uniform([4, 8, 28, 28])
@@ -170,18 +167,46 @@ def test_warm_up_compiles_without_changing_the_state_or_retracing_later():
     assert multi_step.experimental_get_tracing_count() == traces == 1
 
 
-def test_warm_up_sets_traced_also_when_tracing_fails():
-    """train() waits for `traced` before its own tracing: a failed trace must not hang it."""
+def _failing_warm_up(failures, calls):
+    """A warm_up stand-in that records its loop functions and fails `failures` times."""
+    def fake(multi_step, config):
+        calls.append(multi_step)
+        if len(calls) <= failures:
+            raise tf.errors.OutOfRangeError(None, None, "Read less bytes than requested")
+    return fake
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_compile_loop_clears_the_cache_and_compiles_a_new_function_once(
+        state, tmp_path, monkeypatch, failures):
+    from gan import compilation
+
+    monkeypatch.setattr(compilation, "_active_cache", (str(tmp_path), "gan-test"))
+    (tmp_path / "gan-test__1__2__XLA_CPU_JIT.pb").write_bytes(b"cut short")
+    (tmp_path / "other.pb").write_bytes(b"kept")
+    calls, lines = [], []
+    monkeypatch.setattr(train_lib, "warm_up", _failing_warm_up(failures, calls))
     config = config_lib.TrainConfig(steps_per_call=2, batch_size=4)
+    if failures == 1:
+        multi_step = train_lib.compile_loop(state, config, log=lines.append)
+        assert multi_step is calls[1] and calls[0] is not calls[1]  # a new function, new key
+    else:
+        with pytest.raises(compilation.CacheError, match="also after clearing it: Read less"):
+            train_lib.compile_loop(state, config, log=lines.append)
+        assert len(calls) == 2  # one retry only
+    assert os.listdir(tmp_path) == ["other.pb"]
+    assert len(lines) == 1 and "removed 1 cached program(s) from" in lines[0]
 
-    @tf.function
-    def broken(batches, start, count, labels):
-        raise ValueError("bad trace")
 
-    traced = threading.Event()
-    with pytest.raises(ValueError, match="bad trace"):
-        train_lib.warm_up(broken, config, traced)
-    assert traced.is_set()
+def test_compile_loop_without_a_cache_raises_the_compilation_error(state, monkeypatch):
+    from gan import compilation
+
+    monkeypatch.setattr(compilation, "_active_cache", None)
+    calls = []
+    monkeypatch.setattr(train_lib, "warm_up", _failing_warm_up(1, calls))
+    with pytest.raises(tf.errors.OutOfRangeError):
+        train_lib.compile_loop(state, config_lib.TrainConfig(), log=pytest.fail)
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("start,save_every,bounds", [
