@@ -58,7 +58,7 @@ flags.DEFINE_bool("xla", DEFAULTS.xla, "Compile the training loop with XLA (jit_
 flags.DEFINE_string(
     "xla_cache_dir", DEFAULTS.xla_cache_dir,
     "Folder where XLA keeps compiled training loops, so that a rerun with the same settings "
-    "starts ~1 s sooner on 2 CPU cores (default: $GAN_CACHE_DIR/xla, else "
+    "starts 1-2 s sooner on 2 CPU cores (default: $GAN_CACHE_DIR/xla, else "
     "~/.cache/gan/xla). Empty (--xla_cache_dir=) turns it off. Speed only: results are the "
     "same.")
 flags.DEFINE_float("log_every_secs", DEFAULTS.log_every_secs,
