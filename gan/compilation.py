@@ -36,8 +36,9 @@ def configure(config, log=print):
         return
     _configured = True
     configure_cpu()
-    if config.xla and config.resolved_xla_cache_dir():
-        enable_cache(config.resolved_xla_cache_dir(), log=log)
+    folder = config.resolved_xla_cache_dir()
+    if config.xla and folder:
+        enable_cache(folder, log=log)
 
 
 def configure_cpu():
