@@ -176,9 +176,10 @@ def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_eleme
         return tf.cast(tf.gather(images, idx), tf.float32) / 255.0, tf.gather(labels, idx)
 
     ds = index_stream(len(labels), seed, start_step * batch_size)
-    ds = ds.batch(batch_size, drop_remainder=True).map(gather)
-    ds = ds.batch(steps_per_element, drop_remainder=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Indices [K, B] first, then one gather per element: a gather per step cost ~2x the CPU
+    # (15-18 vs 8 ms per element of 100 steps), taken from the training loop's two cores.
+    ds = ds.batch(batch_size, drop_remainder=True).batch(steps_per_element, drop_remainder=True)
+    return ds.map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 def cluster_labels(images, num_clusters=10, seed=0, iterations=30):
