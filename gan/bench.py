@@ -108,14 +108,15 @@ def end_to_end(results):
         runs = [time_end_to_end(FLAGS.data_dir, FLAGS.e2e_epochs, cache)
                 for _ in range(FLAGS.e2e_runs)]
     seconds = [s for s, _ in runs]
-    cached = sorted(seconds[1:] or seconds)
+    loaded = seconds[1:] or seconds  # a single run is both the first and the median
+    cached = sorted(loaded)
     results.update(e2e_seconds=cached[len(cached) // 2], e2e_cold_seconds=seconds[0],
                    e2e_all_seconds=seconds, e2e_epochs=FLAGS.e2e_epochs,
                    e2e_images=[n for _, n in runs])
     which = "runs loading the loop from the XLA cache" if len(seconds) > 1 else "run"
     print(f"gan.train --epochs={FLAGS.e2e_epochs}: {results['e2e_seconds']:.1f} s wall "
           f"(median of {len(cached)} {which}: "
-          f"{', '.join(f'{s:.1f}' for s in seconds[1:] or seconds)}); "
+          f"{', '.join(f'{s:.1f}' for s in loaded)}); "
           f"{seconds[0]:.1f} s the first time (compiling); {runs[0][1]} image files")
 
 
