@@ -54,19 +54,56 @@ def test_list_strips_sorts_by_epoch_and_ignores_other_files(tmp_path):
 
 
 
-def test_strip_renderer_redraws_the_same_pixels_as_a_fresh_full_draw():
-    """After its first strip a renderer only redraws the digits over the last ones; each
-    strip must still equal a new renderer's full draw: random, binary, constant and
-    out-of-range digits, and NaN pixels (drawn transparent, so the background shows)."""
-    rng = np.random.default_rng(0)
-    reused = images.StripRenderer(10)
-    strips = [rng.random((10, 28, 28)), (rng.random((10, 28, 28)) > 0.5) * 1.0,
-              np.full((10, 28, 28), 0.3), rng.random((10, 28, 28)) * 1.6 - 0.3]
+def _strips_of_every_kind(rng):
+    """Random, binary, constant, out-of-range, colormap-boundary (k/256 and just above),
+    saturated-sigmoid float32 and NaN strips."""
+    levels = rng.integers(0, 257, (10, 28, 28)) / 256
     with_nan = rng.random((10, 28, 28))
     with_nan[3, 5:20, 5:20] = np.nan
-    strips += [with_nan, rng.random((10, 28, 28)), np.zeros((10, 28, 28))]
+    return [rng.random((10, 28, 28)), (rng.random((10, 28, 28)) > 0.5) * 1.0,
+            np.full((10, 28, 28), 0.3), rng.random((10, 28, 28)) * 1.6 - 0.3,
+            levels.astype(np.float32), np.nextafter(levels, 2).astype(np.float32),
+            (1 / (1 + np.exp(-rng.normal(0, 8, (10, 28, 28))))).astype(np.float32),
+            with_nan, rng.random((10, 28, 28)).astype(np.float32), np.zeros((10, 28, 28))]
+
+
+def _count_artist_draws(monkeypatch):
+    from matplotlib.image import AxesImage
+
+    calls = []
+    draw = AxesImage.draw
+    monkeypatch.setattr(AxesImage, "draw", lambda self, r: calls.append(1) or draw(self, r))
+    return calls
+
+
+def test_strip_renderer_redraws_the_same_pixels_as_a_fresh_full_draw(monkeypatch):
+    """After its first strip a renderer only redraws the digits over the last ones, and
+    after its second without going through the artists; each strip must still equal a new
+    renderer's full draw. NaN pixels are drawn transparent, so the background shows."""
+    rng = np.random.default_rng(0)
+    reused = images.StripRenderer(10)
+    strips = _strips_of_every_kind(rng)
+    fresh = [images.StripRenderer(10).render(strip) for strip in strips]
+    draws = _count_artist_draws(monkeypatch)
     for i, strip in enumerate(strips):
-        fresh = images.StripRenderer(10).render(strip)
-        assert fresh.shape == (100, 1000)
-        np.testing.assert_array_equal(reused.render(strip), fresh, err_msg=f"strip {i}")
+        pixels = reused.render(strip)
+        assert pixels.shape == (100, 1000)
+        np.testing.assert_array_equal(pixels, fresh[i], err_msg=f"strip {i}")
+    # through the artists: the full draws (first strip, NaN strip) and the check of the
+    # short way (two probe strips); not the eight other strips
+    assert len(draws) == 4 * 10
     assert not np.array_equal(reused.render(strips[0]), reused.render(strips[1]))
+
+
+def test_strip_renderer_keeps_the_artists_way_if_the_short_way_disagrees(monkeypatch):
+    """If the short way's first strip differs from the artists' draw (another matplotlib,
+    say), every later strip is drawn by the artists, still with the right pixels."""
+    monkeypatch.setattr(images.StripRenderer, "_draw_digits", lambda self, im, r: None)
+    rng = np.random.default_rng(1)
+    reused = images.StripRenderer(10)
+    strips = [rng.random((10, 28, 28)) for _ in range(4)]
+    fresh = [images.StripRenderer(10).render(strip) for strip in strips]
+    draws = _count_artist_draws(monkeypatch)
+    for strip, expected in zip(strips, fresh):
+        np.testing.assert_array_equal(reused.render(strip), expected)
+    assert len(draws) == 10 + 2 * 10 + 3 * 10  # first strip, the check, three strips
