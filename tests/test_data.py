@@ -2,6 +2,7 @@ import os
 import time
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from gan import data
@@ -39,6 +40,24 @@ def test_stream_is_a_function_of_seed_and_position():
     assert sorted(full[:50]) == list(range(50))                # epoch 0 is a permutation
     assert sorted(full[50:100]) == list(range(50))             # and so is epoch 1
     assert not np.array_equal(full[:50], full[50:100])         # reshuffled each epoch
+
+
+def test_stream_is_the_epochs_stateless_shuffles_one_after_another():
+    """Element i of make_batches(..., B, seed, start, K) holds positions (start + iK) B ... of
+    the per-epoch permutations stateless_shuffle(range(N), seed=[seed, epoch]) laid end to
+    end: the definition that checkpoints of every version resume on. Elements may span
+    epochs, or be longer than one."""
+    n, seed = 50, 5
+    images = np.zeros((n, 28, 28), np.uint8)
+    labels = np.arange(n, dtype=np.int32)  # label = index
+    order = np.concatenate([tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int32), seed=[seed, epoch]).numpy() for epoch in range(12)])
+    for start_step, k, b in [(0, 4, 8), (7, 3, 8), (13, 5, 7), (2, 10, 8)]:
+        ds = data.make_batches(images, labels, b, seed, start_step, steps_per_element=k)
+        got = np.concatenate([y.numpy().reshape(-1) for _, y in ds.take(6)])
+        assert len(got) == 6 * k * b
+        np.testing.assert_array_equal(got, order[start_step * b:start_step * b + len(got)],
+                                      err_msg=f"start {start_step}, K {k}, B {b}")
 
 
 def test_batch_pixels_match_labels(mnist_train):
