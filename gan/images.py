@@ -56,8 +56,12 @@ class StripRenderer:
             return self._pixels()
         renderer = canvas.get_renderer()
         if self._layout is None:  # first redraw
-            self._layout = self._measure_layout(renderer)
-            if not self._short_way_agrees(renderer):
+            try:
+                self._layout = self._measure_layout(renderer)
+                agrees = self._short_way_agrees(renderer)
+            except (AttributeError, TypeError):  # a matplotlib without these internals
+                agrees = False
+            if not agrees:
                 self._layout = False
         if not self._layout:
             return self._draw_artists(images, renderer)
@@ -97,8 +101,8 @@ class StripRenderer:
         """Each artist's draw() for finite float `images` at the measured layout: the
         colormap (vmin 0 and vmax 1 leave the values as they are), matplotlib's own
         resampling of RGBA images, its un-premultiplying and RGBA bytes, the Agg draw."""
-        for (artist, shape, transform, left, bottom), rgba in zip(self._layout,
-                                                                  self.artists[0].cmap(images)):
+        colors = self.artists[0].cmap(images)  # RGBA [N, 28, 28, 4]; all share "gray"
+        for (artist, shape, transform, left, bottom), rgba in zip(self._layout, colors):
             resampled = mimage._resample(artist, rgba, shape, transform)
             alpha = resampled[..., 3].copy()
             resampled /= np.where(alpha != 0, alpha, 1)[..., None]

@@ -95,10 +95,20 @@ def test_strip_renderer_redraws_the_same_pixels_as_a_fresh_full_draw(monkeypatch
     assert not np.array_equal(reused.render(strips[0]), reused.render(strips[1]))
 
 
-def test_strip_renderer_keeps_the_artists_way_if_the_short_way_disagrees(monkeypatch):
-    """If the short way's first strip differs from the artists' draw (another matplotlib,
-    say), every later strip is drawn by the artists, still with the right pixels."""
-    monkeypatch.setattr(images.StripRenderer, "_draw_digits", lambda self, im, r: None)
+def _draws_nothing(self, images, renderer):
+    pass
+
+
+def _fails(self, images, renderer):
+    raise AttributeError("module 'matplotlib.image' has no attribute '_resample'")
+
+
+@pytest.mark.parametrize("short_way", [_draws_nothing, _fails])
+def test_strip_renderer_keeps_the_artists_way_if_the_short_way_disagrees(monkeypatch,
+                                                                          short_way):
+    """If the short way's probe strip differs from the artists' draw, or it fails (another
+    matplotlib, say), every later strip is drawn by the artists, with the right pixels."""
+    monkeypatch.setattr(images.StripRenderer, "_draw_digits", short_way)
     rng = np.random.default_rng(1)
     reused = images.StripRenderer(10)
     strips = [rng.random((10, 28, 28)) for _ in range(4)]
