@@ -158,8 +158,10 @@ def index_stream(num_examples, seed, start_position=0, size=1):
             tf.range(num_examples, dtype=tf.int32), seed=tf.stack([seed, epoch])
         )
 
+    # The first epoch from `offset` on, gathered into a tensor of its own: rebatch pieces
+    # of a slice (a view) make TensorFlow log "Tensor RefCount not reliable" errors.
     first = tf.data.Dataset.from_tensors(tf.constant(start_epoch, tf.int64)).map(
-        lambda epoch: epoch_permutation(epoch)[offset:])
+        lambda epoch: tf.gather(epoch_permutation(epoch), tf.range(offset, num_examples)))
     rest = tf.data.Dataset.counter(start_epoch + 1).map(epoch_permutation)
     # rebatch cuts the permutations into pieces of `size` by slices: unbatching them into
     # single indices and batching those again took ~5x the CPU (2.4 vs 0.5 ms a piece of
