@@ -579,10 +579,14 @@ def _train(config, strategy, save_to, log):
                         f"g_loss={float(metrics['g_loss']):.4g}); stopped without saving it. "
                         f"The last good checkpoint is kept in {config.checkpoint_dir}.")
                 step = stop
+                now = time.time()
+                # The strip before the writer thread wakes up for the chunk's logs: on 2
+                # cores its generator call then has the other core to itself.
+                strip = (generate(state.fixed_noise).numpy()
+                         if (step - 1) % config.save_every == 0 else None)
                 writer.submit(run_monitor.on_chunk, step,
-                              {k_: float(metrics[k_]) for k_ in METRICS}, time.time())
-                if (step - 1) % config.save_every == 0:
-                    strip = generate(state.fixed_noise).numpy()
+                              {k_: float(metrics[k_]) for k_ in METRICS}, now)
+                if strip is not None:
                     writer.submit(renderer.save, strip,
                                   images.image_path(config.image_dir, step - 1))
                     writer.submit(run_monitor.on_strip, step - 1, strip)
