@@ -23,7 +23,7 @@ class StripRenderer:
     float pixels only have their digits drawn again, over the last ones (finite values
     make each digit an opaque block), and through the same matplotlib calls as
     `AxesImage.draw` minus the geometry it recomputes on every call, which is fixed here:
-    ~2-3 ms a strip, against ~7-13 ms for redrawing the artists and ~14-20 ms for a full
+    ~3.5-5 ms a strip, against ~7-13 ms for redrawing the artists and ~14-20 ms for a full
     draw. Before its first use the short way is checked against the artists' way on a probe
     strip, and only kept if it gives the same pixels. Use one renderer per thread.
     """
@@ -48,7 +48,8 @@ class StripRenderer:
             raise ValueError(f"expected {self.num_images} images of 28x28, got {images.shape}")
         canvas = self.figure.canvas
         if not (self._drawn and images.dtype.kind == "f" and np.isfinite(images).all()):
-            # first strip, or NaN/Inf pixels (transparent: the background must show)
+            # first strip, NaN/Inf pixels (transparent: the background must show), or a
+            # non-float strip (the colormap would take integers as its own indices)
             for artist, image in zip(self.artists, images):
                 artist.set_data(image)
             canvas.draw()
