@@ -47,17 +47,17 @@ FLAGS = flags.FLAGS
 
 def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla=True,
                       strategy=None):
-    """Iterations/s of train_lib's compiled multi-step loop on the real data stream (under the
+    """Iterations/s of gan.loop's compiled multi-step loop on the real data stream (under the
     tf.distribute `strategy` if given, batch_size then being the global batch; XLA is only
     used without one, as in training)."""
     import tensorflow as tf
 
     from gan import config as config_lib
-    from gan import compilation, data, train_lib
+    from gan import compilation, data, loop, step
 
     compilation.configure_cpu()  # as train() does
-    state = train_lib.create_state(config_lib.TrainConfig(batch_size=batch_size), strategy)
-    multi_step = train_lib.make_multi_step(state, xla, strategy)
+    state = step.create_state(config_lib.TrainConfig(batch_size=batch_size), strategy)
+    multi_step = loop.make_multi_step(state, xla, strategy)
     stream = iter(data.make_batches(images, labels, batch_size, 0, 0, steps_per_call))
     zero, k = tf.constant(0), tf.constant(steps_per_call)
     multi_step(next(stream)[0], zero, k)  # compile

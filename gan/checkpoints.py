@@ -76,17 +76,23 @@ def list_checkpoints(directory):
     return [prefix for _, prefix in sorted(prefixes, reverse=True)]
 
 
+def read_parts(prefix, **parts):
+    """Restores `parts` (objects named like the TrainState attributes that hold them in a
+    checkpoint, e.g. step=tf.Variable(0, tf.int64)) from the checkpoint `prefix`, ignoring
+    the rest. Raises AssertionError if one of them is not in it."""
+    status = tf.train.Checkpoint(**parts).restore(prefix)
+    status.assert_existing_objects_matched().expect_partial()
+
+
 def read_architecture(prefix):
     """The architecture JSON stored in a checkpoint, or None if it has none."""
-    reader = tf.train.load_checkpoint(prefix)
-    key = "architecture/.ATTRIBUTES/VARIABLE_VALUE"
-    if not reader.has_tensor(key):
+    tf.train.load_checkpoint(prefix)  # a missing or damaged checkpoint raises here
+    architecture = tf.Variable("", dtype=tf.string)
+    try:
+        read_parts(prefix, architecture=architecture)
+    except AssertionError:
         return None
-    return reader.get_tensor(key).decode()
-
-
-STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"  # TrainState.step in a checkpoint
-PRIOR_KEY = "cluster_prior/.ATTRIBUTES/VARIABLE_VALUE"  # TrainState.cluster_prior
+    return architecture.numpy().decode()
 
 
 def describe_failure(prefix, error):
@@ -155,13 +161,14 @@ def restore_generator(checkpoint_dir):
             architecture = json.loads(saved)
             generator = models.build_generator(architecture)
             # With --ema the moving average is the generator users see (as in training).
-            key = "ema_generator" if architecture.get("ema") else "generator"
-            status = tf.train.Checkpoint(**{key: generator}).restore(prefix)
-            status.assert_existing_objects_matched().expect_partial()
-            reader = tf.train.load_checkpoint(prefix)
-            step = int(reader.get_tensor(STEP_KEY))
+            parts = {"ema_generator" if architecture.get("ema") else "generator": generator,
+                     "step": tf.Variable(0, dtype=tf.int64)}
             if architecture.get("clusters"):  # what sampling draws the cluster ids from
-                architecture["cluster_prior"] = reader.get_tensor(PRIOR_KEY).tolist()
+                parts["cluster_prior"] = tf.Variable(tf.zeros([architecture["clusters"]]))
+            read_parts(prefix, **parts)
+            step = int(parts["step"].numpy())
+            if "cluster_prior" in parts:
+                architecture["cluster_prior"] = parts["cluster_prior"].numpy().tolist()
         except DAMAGE_ERRORS as e:
             failures.append(describe_failure(prefix, e))
             continue

@@ -36,23 +36,13 @@ def heavy_imports():
     is paused while they run, then every object they made is frozen (gc.freeze) out of its
     later passes. TensorFlow and Keras make ~10^6 long-lived objects on import; without
     this the collector scans them over and over during the import and again when the
-    process exits (~2-3 s of a 10,000-epoch run's start-up and exit on 2 CPU cores).
-    Objects made later are collected as usual. IPython is kept out of these imports
-    unless it is already loaded (see below)."""
+    process exits (seconds of a run's start-up and exit on 2 CPU cores).
+    Objects made later are collected as usual."""
     was_enabled = gc.isenabled()
     gc.disable()
-    # Keras imports IPython, if installed, only to tell whether it runs in a notebook
-    # (~0.3-0.5 s of a command's start-up here). Outside one it is kept out for the imports
-    # (an import of a None module raises ImportError, which Keras expects), and can be
-    # imported as usual afterwards.
-    keep_out = "IPython" not in sys.modules
-    if keep_out:
-        sys.modules["IPython"] = None
     try:
         yield
     finally:
-        if keep_out and sys.modules.get("IPython", 0) is None:
-            del sys.modules["IPython"]
         if was_enabled:
             gc.enable()
         gc.freeze()

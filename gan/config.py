@@ -7,6 +7,7 @@ import os
 MODELS = ("mlp", "mlp_large", "dcgan")  # as gan.models.MODELS (not imported: keras is heavy)
 LOSSES = ("bce", "hinge", "wgan-gp")  # as gan.losses.LOSSES
 STRATEGIES = ("default", "mirrored", "multi_worker")  # as gan.distribute.STRATEGIES
+DATASETS = ("mnist", "fashion_mnist")  # what gan.data loads
 
 
 @dataclasses.dataclass
@@ -71,7 +72,8 @@ class TrainConfig:
     OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision", "clusters")
 
     def validate(self):
-        """Raises ValueError naming the first bad field (by its flag name)."""
+        """Raises ValueError naming the first bad field (by its flag name). Pure: it makes
+        no folder and imports nothing (see make_folders)."""
         positive = ("epochs", "batch_size", "noise_dim", "save_every", "num_images",
                     "checkpoint_every", "keep_checkpoints", "steps_per_call", "d_steps")
         for name in positive:
@@ -111,11 +113,13 @@ class TrainConfig:
                              "instead of digits: give --conditional too")
         if not self.gp_weight >= 0:
             raise ValueError(f"--gp_weight must be >= 0, got {self.gp_weight}")
-        from gan import data  # here, not at the top: gan.data imports TensorFlow (slow --help)
-
-        if self.dataset not in data.DATASETS:
+        if self.dataset not in DATASETS:
             raise ValueError(
-                f"--dataset must be one of {', '.join(data.DATASETS)}, got '{self.dataset}'")
+                f"--dataset must be one of {', '.join(DATASETS)}, got '{self.dataset}'")
+
+    def make_folders(self):
+        """Creates the run's output folders; raises ValueError naming the flag of one that
+        cannot be created or written."""
         for name in ("image_dir", "checkpoint_dir"):
             check_writable_dir(getattr(self, name), name)
         if self.xla_cache_dir:  # asked for by name: it must work (the default is best effort)

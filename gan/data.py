@@ -22,9 +22,9 @@ import threading
 import numpy as np
 import tensorflow as tf
 
+from gan.config import DATASETS
 from gan.files import atomic_write, cache_dir
 
-DATASETS = ("mnist", "fashion_mnist")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

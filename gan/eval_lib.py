@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from gan import checkpoints, classifier, data, metrics
+from gan import classifier, data, metrics
 
 DEFAULT_NUM_SAMPLES = 10000
 K_NEAREST = 3
@@ -155,42 +155,17 @@ def real_floor(num_samples=DEFAULT_NUM_SAMPLES, data_dir=None):
                        data.resolve_data_dir(data_dir))
 
 
-def restore_generator(checkpoint_dir):
-    """(generator, architecture dict, step) of the newest usable checkpoint in
-    `checkpoint_dir` (checkpoints.restore_generator), refusing generators the evaluator
-    cannot judge. Raises checkpoints.CheckpointError."""
-    generator, architecture, step = checkpoints.restore_generator(checkpoint_dir)
-    if architecture.get("dataset", "mnist") != "mnist":
-        raise checkpoints.CheckpointError(
-            f"{checkpoint_dir}: the generator was trained on {architecture['dataset']}; "
-            "the evaluator judges MNIST digits")
-    return generator, architecture, step
-
-
 def sample_images(generator, num_samples, seed=0, truncation=0.0, labels=None):
-    """num_samples images [N, 28, 28] in [0, 1] from `generator`: the digits of
-    `python -m gan.sample --seed=seed --truncation=truncation` (a stateless draw, which never
-    touches the training noise generator; truncation: see inference.sample_noise). labels:
-    what a conditional generator is asked for (default: asked_labels)."""
+    """num_samples images float32 numpy [N, 28, 28] in [0, 1] from `generator`: the digits
+    of `python -m gan.sample --seed=seed --truncation=truncation` (a stateless draw, which
+    never touches the training noise generator; truncation: see inference.sample_noise).
+    labels int [N]: what a conditional generator is asked for (inference.sampling_labels),
+    None for an unconditional one."""
     from gan import inference
 
     noise = inference.sample_noise(num_samples, generator.inputs[0].shape[-1], seed,
                                    truncation)
-    if labels is None:
-        labels = asked_labels(generator, num_samples)
-    return inference.generate(generator, noise, labels=labels)
-
-
-def asked_labels(generator, num_samples):
-    """The labels a conditional generator is asked for when sampled for evaluation (e.g. by
-    training's --eval_every): each of its classes in turn, 0, 1, ..., 9, 0, ... for digits,
-    every cluster for a --clusters one (int32 [num_samples], equal shares); None for
-    unconditional ones."""
-    from gan import models
-
-    if not models.takes_labels(generator):
-        return None
-    return np.arange(num_samples, dtype=np.int32) % models.num_classes(generator)
+    return inference.generate(generator, noise, labels).numpy()
 
 
 def label_accuracy(probs, labels):
@@ -228,18 +203,20 @@ def summary_line(generated, floor):
                      f"[{ROWS[key][1].format(floor[key])}]" for key, name in short.items())
 
 
-def evaluate_generator(generator, num_samples, data_dir=None, seed=0):
-    """(metrics of num_samples generated images, real floor at the same count)."""
-    generated = evaluate_images(sample_images(generator, num_samples, seed), data_dir)
+def evaluate_generator(generator, num_samples, data_dir=None, seed=0, labels=None):
+    """(metrics of num_samples generated images, real floor at the same count); labels:
+    as sample_images."""
+    generated = evaluate_images(sample_images(generator, num_samples, seed, labels=labels),
+                                data_dir)
     return generated, real_floor(num_samples, data_dir)
 
 
-def training_eval(generator, step, num_samples, data_dir=None):
+def training_eval(generator, step, num_samples, data_dir=None, labels=None):
     """What training records every --eval_every steps: the metrics of num_samples samples
     (always from the same noise, so they compare across steps). Returns (scalars named
     eval/<metric> for TensorBoard and the history, the log line with the real floor in
     brackets)."""
-    generated, floor = evaluate_generator(generator, num_samples, data_dir)
+    generated, floor = evaluate_generator(generator, num_samples, data_dir, labels=labels)
     scalars = {f"eval/{key}": generated[key] for key in ROWS}
     line = (f"eval at epoch {step} ({num_samples} samples; [real floor]): "
             + summary_line(generated, floor))

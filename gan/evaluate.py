@@ -60,7 +60,11 @@ def main(argv):
             pictures = eval_lib.load_images(FLAGS.images)
             source = {"images": os.path.abspath(FLAGS.images)}
         else:
-            generator, architecture, step = eval_lib.restore_generator(FLAGS.checkpoint_dir)
+            generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
+            if architecture.get("dataset", "mnist") != "mnist":
+                raise checkpoints.CheckpointError(
+                    f"the generator was trained on {architecture['dataset']}; the evaluator "
+                    "judges MNIST digits")
             asked = inference.sampling_labels(architecture, FLAGS.num_samples, FLAGS.seed)
             pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed,
                                               FLAGS.truncation, asked)

@@ -7,7 +7,6 @@ import re
 import threading
 
 import numpy as np
-from matplotlib import image as mimage
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -19,101 +18,49 @@ class StripRenderer:
     """Draws images [N, 28, 28] in [0, 1] as the original did: one row, grayscale, axes off,
     on a figure of N x 1 inches at 100 dpi (1000 x 100 pixels for the default 10 digits).
 
-    The figure is built once and drawn in full for the first strip. Later strips of finite
-    float pixels only have their digits drawn again, over the last ones (finite values
-    make each digit an opaque block), and through the same matplotlib calls as
-    `AxesImage.draw` minus the geometry it recomputes on every call, which is fixed here:
-    ~3.5-5 ms a strip, against ~7-13 ms for redrawing the artists and ~14-20 ms for a full
-    draw. Before its first use the short way is checked against the artists' way on a probe
-    strip, and only kept if it gives the same pixels. Use one renderer per thread.
+    matplotlib lays the figure out once (public API: imshow, canvas.draw and each image's
+    window extent); each strip is then painted into that layout with numpy, every digit
+    scaled to its box by nearest neighbour (what imshow does when it enlarges an image
+    3x or more). NaN pixels show the white background, as in matplotlib. Pixels equal
+    matplotlib's own draw up to its resampling at the boxes' edges.
     """
 
     def __init__(self, num_images, dpi=100):
         self.num_images = num_images
-        self.dpi = dpi
-        self.figure = Figure(figsize=(num_images, 1), dpi=dpi)
-        FigureCanvasAgg(self.figure)
-        self._drawn = False
-        self._layout = None  # per digit (artist, shape, transform, left, bottom); False: off
-        self.artists = []
+        figure = Figure(figsize=(num_images, 1), dpi=dpi)
+        canvas = FigureCanvasAgg(figure)
+        artists = []
         for i in range(num_images):
-            ax = self.figure.add_subplot(1, num_images, i + 1)
-            self.artists.append(ax.imshow(np.zeros((28, 28)), cmap="gray", vmin=0.0, vmax=1.0))
+            ax = figure.add_subplot(1, num_images, i + 1)
+            artists.append(ax.imshow(np.zeros((28, 28)), cmap="gray", vmin=0.0, vmax=1.0))
             ax.axis("off")
+        canvas.draw()
+        self.background = np.asarray(canvas.buffer_rgba())[..., 0].copy()  # [H, W] uint8
+        self.background[:] = self.background.max()  # the figure's (white) face
+        height = self.background.shape[0]
+        renderer = canvas.get_renderer()
+        self.boxes = []  # per digit: rows and columns of the strip, and of the digit they show
+        for artist in artists:
+            extent = artist.get_window_extent(renderer)  # display pixels, origin bottom left
+            top, bottom = round(height - extent.y1), round(height - extent.y0)
+            left, right = round(extent.x0), round(extent.x1)
+            rows = (np.arange(bottom - top) + 0.5) * 28 // (bottom - top)
+            cols = (np.arange(right - left) + 0.5) * 28 // (right - left)
+            self.boxes.append((slice(top, bottom), slice(left, right),
+                               rows.astype(int)[:, None], cols.astype(int)[None, :]))
 
     def render(self, images):
         """uint8 grayscale pixels [100, 100 * N] of the strip."""
-        images = np.asarray(images)
+        images = np.asarray(images, np.float64)
         if images.shape != (self.num_images, 28, 28):
             raise ValueError(f"expected {self.num_images} images of 28x28, got {images.shape}")
-        canvas = self.figure.canvas
-        if not (self._drawn and images.dtype.kind == "f" and np.isfinite(images).all()):
-            # first strip, NaN/Inf pixels (transparent: the background must show), or a
-            # non-float strip (the colormap would take integers as its own indices)
-            for artist, image in zip(self.artists, images):
-                artist.set_data(image)
-            canvas.draw()
-            self._drawn = True
-            return self._pixels()
-        renderer = canvas.get_renderer()
-        if self._layout is None:  # first redraw
-            try:
-                self._layout = self._measure_layout(renderer)
-                agrees = self._short_way_agrees(renderer)
-            except (AttributeError, TypeError):  # a matplotlib without these internals
-                agrees = False
-            if not agrees:
-                self._layout = False
-        if not self._layout:
-            return self._draw_artists(images, renderer)
-        self._draw_digits(images, renderer)
-        return self._pixels()
-
-    def _draw_artists(self, images, renderer):
-        for artist, image in zip(self.artists, images):
-            artist.set_data(image)
-            artist.draw(renderer)
-        return self._pixels()
-
-    def _short_way_agrees(self, renderer):
-        """Draws a probe strip and then its negative the artists' way, and the probe again
-        the short way over it: True if that gives the artists' pixels of the probe."""
-        probe = np.random.default_rng(0).random((self.num_images, 28, 28))
-        expected = self._draw_artists(probe, renderer)
-        self._draw_artists(1 - probe, renderer)
-        self._draw_digits(probe, renderer)
-        return np.array_equal(self._pixels(), expected)
-
-    def _pixels(self):
-        return np.asarray(self.figure.canvas.buffer_rgba())[..., 0].copy()
-
-    def _measure_layout(self, renderer):
-        """Where each artist puts its image on this figure: its resampled shape, transform
-        and lower-left corner, as its make_image computes them for any data."""
-        magnification = renderer.get_image_magnification()
-        layout = []
-        for artist in self.artists:
-            pixels, left, bottom, transform = artist.make_image(renderer, magnification)
-            # frozen: the same matrix, not recomputed through the transform tree each time
-            layout.append((artist, pixels.shape[:2], transform.frozen(), left, bottom))
-        return layout
-
-    def _draw_digits(self, images, renderer):
-        """Each artist's draw() for finite float `images` at the measured layout: the
-        colormap (vmin 0 and vmax 1 leave the values as they are), matplotlib's own
-        resampling of RGBA images, its un-premultiplying and RGBA bytes, the Agg draw."""
-        colors = self.artists[0].cmap(images)  # RGBA [N, 28, 28, 4]; all share "gray"
-        for (artist, shape, transform, left, bottom), rgba in zip(self._layout, colors):
-            resampled = mimage._resample(artist, rgba, shape, transform)
-            alpha = resampled[..., 3].copy()
-            resampled /= np.where(alpha != 0, alpha, 1)[..., None]
-            resampled[..., 3] = alpha
-            pixels = artist.to_rgba(resampled, bytes=True, norm=False)
-            gc = renderer.new_gc()
-            artist._set_gc_clip(gc)
-            gc.set_alpha(artist._get_scalar_alpha())
-            renderer.draw_image(gc, left, bottom, pixels)
-            gc.restore()
+        pixels = self.background.copy()
+        face = float(self.background.flat[0])
+        for (ys, xs, rows, cols), image in zip(self.boxes, images):
+            scaled = image[rows, cols]
+            pixels[ys, xs] = np.where(np.isnan(scaled), face,
+                                      np.round(np.clip(np.nan_to_num(scaled), 0, 1) * 255))
+        return pixels
 
     def save(self, images, path):
         """Renders `images` and writes them to `path` as a PNG, atomically."""

@@ -63,19 +63,20 @@ def to_uint8(images):
     return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
 
 
-def generate(generator, noise, batch_size=1000, labels=None):
-    """generator(noise) in batches of `batch_size`: noise [N, Z] -> float32 numpy images
-    [N, 28, 28] in [0, 1]. labels: the digits int [N] a class-conditional generator is asked
-    to draw (required by those, ignored by unconditional ones)."""
+def generate(generator, noise, labels=None, batch_size=1000):
+    """The one way to draw images: generator(noise) in inference mode, in batches of
+    `batch_size`: noise [N, Z] -> float32 tensor [N, 28, 28] in [0, 1]. labels int [N]: what
+    a conditional generator is asked to draw (sampling_labels); None for an unconditional
+    one. Works eagerly and inside a tf.function (N must be static there)."""
     from gan import models
 
     noise = tf.convert_to_tensor(noise, tf.float32)
     if labels is not None:
         labels = tf.convert_to_tensor(labels, tf.int32)
     parts = [models.call(generator, noise[i:i + batch_size],
-                         None if labels is None else labels[i:i + batch_size]).numpy()
+                         None if labels is None else labels[i:i + batch_size], training=False)
              for i in range(0, int(noise.shape[0]), batch_size)]
-    return np.concatenate(parts)
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
 
 
 class GeneratorModule(tf.Module):

@@ -175,27 +175,12 @@ def build_mlp_discriminator():
     return make_discriminator("mlp")
 
 
-def takes_labels(model):
-    """True for a model built with conditional=True (it takes labels as a second input)."""
-    return len(model.inputs) == 2
-
-
-def num_classes(model):
-    """How many labels a conditional model takes (its label embedding's rows); None for an
-    unconditional one."""
-    if not takes_labels(model):
-        return None
-    return next(layer.input_dim for layer in model.layers
-                if isinstance(layer, keras.layers.Embedding))
-
-
 def call(model, x, labels=None, training=False):
-    """Calls a generator or discriminator on x, passing labels only to conditional models.
-    The output is float32 also for a model computing in float16 (mixed precision), so
-    losses, images and the [real; fake] batch stay float32 (a no-op otherwise)."""
-    if takes_labels(model):
-        if labels is None:
-            raise ValueError(f"the conditional {model.name} needs labels")
+    """Calls a generator or discriminator on x, and on labels int32 [B] when given (the
+    caller knows from the configuration whether the model is conditional). The output is
+    float32 also for a model computing in float16 (mixed precision), so losses, images and
+    the [real; fake] batch stay float32 (a no-op otherwise)."""
+    if labels is not None:
         return keras.ops.cast(model([x, labels], training=training), "float32")
     return keras.ops.cast(model(x, training=training), "float32")
 

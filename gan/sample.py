@@ -84,7 +84,7 @@ def main(argv):
 
     noise = inference.sample_noise(FLAGS.num, architecture["noise_dim"], FLAGS.seed,
                                    FLAGS.truncation)
-    samples = inference.generate(generator, noise, labels=labels)
+    samples = inference.generate(generator, noise, labels).numpy()
     try:
         if FLAGS.npy:
             files.atomic_write(out, lambda tmp: np.save(tmp, samples))

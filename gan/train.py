@@ -1,6 +1,6 @@
 """Train the GAN: `python -m gan.train --epochs=10000`.
 
-Only flags live here; the logic is in gan.train_lib. Rerunning the same command resumes from
+Only flags live here; the run is gan.train_lib.train(config). Rerunning the same command resumes from
 the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
 
 Exit codes: 0 trained (or nothing left to do); 2 bad flags, missing data, unusable

@@ -101,11 +101,12 @@ def generator_checkpoint(tmp_path_factory):
     """(checkpoint_dir, generator weights) of a step-5 checkpoint whose generator weights were
     moved away from their initial values, so a freshly built generator cannot match them.
     Needs no data."""
-    from gan import checkpoints, train_lib
+    from gan import checkpoints
+    from gan import step as step_lib
     from gan.config import TrainConfig
 
     folder = str(tmp_path_factory.mktemp("generator_checkpoint"))
-    state = train_lib.create_state(TrainConfig(seed=11))
+    state = step_lib.create_state(TrainConfig(seed=11))
     for variable in state.generator.trainable_variables:
         variable.assign(variable * 1.5 + 0.01)
     state.step.assign(5)

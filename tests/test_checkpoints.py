@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import file_snapshot
-from gan import checkpoints, train_lib
+from gan import actions, checkpoints, train_lib
+from gan import step as step_lib
 from gan.config import TrainConfig
 
 
@@ -50,7 +51,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, data_d
 def test_restore_gives_the_saved_weights_and_optimizer_state(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, epochs=40)
     trained = train_lib.train(config, log=lambda s: None)
-    fresh = train_lib.create_state(config)
+    fresh = step_lib.create_state(config)
     manager = checkpoints.make_manager(fresh, config.checkpoint_dir, 3)
     assert checkpoints.restore_latest(fresh, manager, config.architecture(), log=print) == 40
     assert_states_equal(trained, fresh)
@@ -114,7 +115,7 @@ DAMAGES = {
 
 
 def restore_into_fresh_state(config, logs):
-    state = train_lib.create_state(config)
+    state = step_lib.create_state(config)
     manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints,
                                        log=logs.append)
     return checkpoints.restore_latest(state, manager, config.architecture(), log=logs.append)
@@ -195,12 +196,12 @@ def test_another_configuration_is_refused_before_training_and_changes_nothing(
 
 def test_a_nan_weight_is_never_saved(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir)
-    state = train_lib.create_state(config)
+    state = step_lib.create_state(config)
     manager = checkpoints.make_manager(state, config.checkpoint_dir, 3)
     slot = state.d_optimizer.variables[-1]
     slot.assign(np.full(slot.shape, np.inf, np.float32))
-    with pytest.raises(train_lib.NonFiniteLossError, match="NaN or Inf"):
-        train_lib.save_checkpoint(state, manager)
+    with pytest.raises(actions.NonFiniteLossError, match="NaN or Inf"):
+        actions.SaveCheckpoint(manager, 1000, 1000, 0).save(state)
     assert checkpoints.list_checkpoints(config.checkpoint_dir) == []
 
 

@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_cli
-from gan import checkpoints, distribute, train_lib
+from gan import checkpoints, distribute, loop
+from gan import step as step_lib
 from gan.config import TrainConfig
 
 # --- choosing a strategy, bad input ------------------------------------------------------------
@@ -117,17 +118,17 @@ def test_bad_scaling_flags_exit_2_naming_the_flag(tmp_path, monkeypatch):
 def test_mixed_precision_steps_are_finite_in_float16_with_float32_weights():
     import keras
 
-    state = train_lib.create_state(TrainConfig(seed=0, batch_size=8, mixed_precision=True))
+    state = step_lib.create_state(TrainConfig(seed=0, batch_size=8, mixed_precision=True))
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert state.generator.layers[0].compute_dtype == "float16"
     assert isinstance(state.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert all(v.dtype == "float32" for v in state.generator.trainable_variables)
     before = [v.numpy().copy() for v in state.discriminator.trainable_variables]
-    multi = train_lib.make_multi_step(state, jit_compile=False)
+    multi = loop.make_multi_step(state, jit_compile=False)
     real = tf.constant(np.random.default_rng(0).uniform(0, 1, (3, 8, 28, 28)), tf.float32)
     out = multi(real, tf.constant(0), tf.constant(3))
     assert bool(out["finite"]) and int(out["steps"]) == 3
-    for name in train_lib.METRICS:
+    for name in loop.METRICS:
         assert out[name].dtype == tf.float32 and np.isfinite(out[name].numpy()), name
     after = [v.numpy() for v in state.discriminator.trainable_variables]
     assert not all(np.array_equal(a, b) for a, b in zip(before, after))
@@ -136,10 +137,10 @@ def test_mixed_precision_steps_are_finite_in_float16_with_float32_weights():
 def test_mixed_precision_is_part_of_the_architecture_only_when_on(tmp_path):
     assert "mixed_precision" not in json.loads(TrainConfig().architecture())  # old checkpoints
     assert json.loads(TrainConfig(mixed_precision=True).architecture())["mixed_precision"]
-    mixed = train_lib.create_state(TrainConfig(mixed_precision=True))
+    mixed = step_lib.create_state(TrainConfig(mixed_precision=True))
     checkpoints.make_manager(mixed, str(tmp_path), 1).save(checkpoint_number=1)
     plain_config = TrainConfig()
-    plain = train_lib.create_state(plain_config)
+    plain = step_lib.create_state(plain_config)
     manager = checkpoints.make_manager(plain, str(tmp_path), 1)
     with pytest.raises(checkpoints.CheckpointError, match="different configuration"):
         checkpoints.restore_latest(plain, manager, plain_config.architecture())
@@ -155,22 +156,23 @@ import numpy as np
 from gan import distribute
 distribute.configure_cpu_devices(2)
 import tensorflow as tf
-from gan import config as config_lib, train_lib
+from gan import config as config_lib, loop
+from gan import step as step_lib
 options, out = json.loads(sys.argv[1]), sys.argv[2]
 result = {}
 for name in ("default", "mirrored"):
     config = config_lib.TrainConfig(seed=1, batch_size=8, **options)
     strategy = distribute.make_strategy(name)
-    state = train_lib.create_state(config, strategy)
+    state = step_lib.create_state(config, strategy)
     result[name + "_initial"] = np.concatenate(
         [v.numpy().ravel() for v in state.generator.trainable_variables])
-    multi = train_lib.make_multi_step(state, False, strategy)
+    multi = loop.make_multi_step(state, False, strategy)
     rng = np.random.default_rng(0)
     rows = 8 * config.d_steps
     real = tf.constant(rng.uniform(0, 1, (5, rows, 28, 28)), tf.float32)
     labels = tf.constant(rng.integers(0, 10, (5, rows)), tf.int32)
     losses = [multi(real, tf.constant(i), tf.constant(1), labels) for i in range(5)]
-    for metric in train_lib.METRICS:
+    for metric in loop.METRICS:
         result[f"{name}_{metric}"] = np.array([float(m[metric]) for m in losses])
     result[name + "_weights"] = np.concatenate([v.numpy().ravel() for v in
         state.generator.trainable_variables + state.discriminator.trainable_variables])
@@ -194,7 +196,7 @@ def test_mirrored_on_2_cpus_trains_like_one_device(tmp_path, options):
     assert int(r["default_replicas"]) == 1 and int(r["mirrored_replicas"]) == 2
     assert int(r["default_step"]) == int(r["mirrored_step"]) == 5
     np.testing.assert_array_equal(r["default_initial"], r["mirrored_initial"])
-    for metric in train_lib.METRICS:
+    for metric in loop.METRICS:
         np.testing.assert_allclose(r[f"mirrored_{metric}"], r[f"default_{metric}"], rtol=1e-5,
                                    atol=1e-6, err_msg=metric)
     np.testing.assert_allclose(r["mirrored_weights"], r["default_weights"], rtol=0, atol=1e-5)
@@ -266,7 +268,7 @@ def test_two_local_workers_train_only_the_chief_writes_and_a_rerun_resumes(tmp_p
 
 @pytest.mark.slow
 def test_workers_that_restore_different_steps_all_stop_with_a_message(tmp_path, data_dir):
-    state = train_lib.create_state(TrainConfig(batch_size=8))
+    state = step_lib.create_state(TrainConfig(batch_size=8))
     state.step.assign(20)
     checkpoints.make_manager(state, str(tmp_path / "chief"), 1).save(checkpoint_number=20)
     results = run_two_workers(tmp_path, data_dir, epochs=30, checkpoint_dirs=("chief", "own"))

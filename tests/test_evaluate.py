@@ -81,9 +81,9 @@ def test_bad_png_folders_are_named(tmp_path):
 
 def test_restore_generator_refuses_missing_and_empty_folders(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
-        eval_lib.restore_generator(str(tmp_path / "none"))
+        checkpoints.restore_generator(str(tmp_path / "none"))
     with pytest.raises(checkpoints.CheckpointError, match="holds no checkpoint"):
-        eval_lib.restore_generator(str(tmp_path))
+        checkpoints.restore_generator(str(tmp_path))
 
 
 def tiny_config(tmp_path, data_dir, **overrides):
@@ -109,7 +109,7 @@ def test_training_logs_evaluations_without_changing_the_run(tmp_path, data_dir):
     for x, y in zip(evaluated.generator.get_weights(), plain.generator.get_weights()):
         assert np.array_equal(x, y)  # sampling for evaluation never touches training noise
 
-    generator, architecture, step = eval_lib.restore_generator(str(tmp_path / "a" / "ckpt"))
+    generator, architecture, step = checkpoints.restore_generator(str(tmp_path / "a" / "ckpt"))
     assert step == 40 and architecture["model"] == "mlp"
     for x, y in zip(generator.get_weights(), evaluated.generator.get_weights()):
         assert np.array_equal(x, y)
@@ -178,13 +178,15 @@ def test_label_accuracy_is_per_asked_digit():
 
 
 def test_conditional_generators_are_asked_for_every_digit_equally():
-    from gan import eval_lib, models
+    from gan import eval_lib, inference, models
 
     conditional = models.make_generator("mlp", 100, conditional=True)
-    labels = eval_lib.asked_labels(conditional, 25)
+    labels = inference.sampling_labels({"conditional": True}, 25)
     assert np.bincount(labels).tolist() == [3] * 5 + [2] * 5
-    assert eval_lib.asked_labels(models.build_mlp_generator(), 25) is None
-    clustered = models.make_generator("mlp", 100, conditional=True, num_classes=30)
-    assert np.bincount(eval_lib.asked_labels(clustered, 60)).tolist() == [2] * 30
-    images = eval_lib.sample_images(conditional, 25)
+    assert inference.sampling_labels({"conditional": False}, 25) is None
+    # a --clusters generator: each cluster by its share of the training images
+    prior = [0.5] + [0.5 / 29] * 29
+    clustered = inference.sampling_labels({"conditional": True, "cluster_prior": prior}, 58)
+    assert np.bincount(clustered).tolist() == [29] + [1] * 29
+    images = eval_lib.sample_images(conditional, 25, labels=labels)
     assert images.shape == (25, 28, 28)

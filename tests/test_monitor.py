@@ -7,6 +7,7 @@ import tensorflow as tf
 from PIL import Image
 
 from gan import images, monitor, train_lib
+from gan import step as step_lib
 from gan.config import TrainConfig
 
 
@@ -178,9 +179,9 @@ def test_strips_after_a_resume_use_the_checkpointed_noise(tmp_path, data_dir):
     # Resume with another --seed: a fresh state would draw other fixed noise.
     config = tiny_config(tmp_path, data_dir, epochs=101, seed=8)
     state = train_lib.train(config, log=lambda s: None)
-    original = train_lib.create_state(tiny_config(tmp_path, seed=7)).fixed_noise.numpy()
+    original = step_lib.create_state(tiny_config(tmp_path, seed=7)).fixed_noise.numpy()
     assert np.array_equal(state.fixed_noise.numpy(), original)
-    assert not np.array_equal(train_lib.create_state(config).fixed_noise.numpy(), original)
+    assert not np.array_equal(step_lib.create_state(config).fixed_noise.numpy(), original)
     # generated_100.png was drawn after the last step, from the final weights.
     expected = images.StripRenderer(10).render(state.generator(original, training=False))
     with Image.open(images.image_path(config.image_dir, 100)) as strip:

@@ -1,0 +1,169 @@
+"""The periodic work of a training run, one small action each.
+
+The run calls `for action in actions: action(step, state, metrics)` after every compiled
+chunk, where `step` is the step counter after the chunk and `metrics` the chunk's output
+(gan.loop.make_multi_step). Each action owns its cadence: `next_due(step)` is the next step
+counter it must see, so the run ends each chunk there; an action with no cadence of its own
+(NonFiniteGuard, LogMetrics, StopOnSignal) acts after every chunk.
+"""
+
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from gan import eval_lib, images, inference, interrupts, loop, step as step_lib
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss (or a weight) became NaN or Inf; no checkpoint of the bad weights was written."""
+
+
+def next_boundary(step, every, offset=0):
+    """The smallest step counter > step with (counter - offset) % every == 0."""
+    return step + every - ((step - offset) % every)
+
+
+class Action:
+    """Runs after every chunk unless a subclass sets a cadence."""
+
+    def next_due(self, step):
+        return None  # no boundary of its own
+
+
+class NonFiniteGuard(Action):
+    """Stops the run at the first NaN/Inf loss, before anything of that chunk is saved."""
+
+    def __init__(self, checkpoint_dir):
+        self.checkpoint_dir = checkpoint_dir
+
+    def __call__(self, step, state, metrics):
+        if not bool(metrics["finite"]):
+            bad = int(state.step.numpy()) - 1  # the loop stops after the bad iteration
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {bad} (d_loss={float(metrics['d_loss']):.4g}, "
+                f"g_loss={float(metrics['g_loss']):.4g}); stopped without saving it. "
+                f"The last good checkpoint is kept in {self.checkpoint_dir}.")
+
+
+class WriteStrip(Action):
+    """The original's image strip: after iteration e (step counter e + 1) for every e that
+    is a multiple of `every`, the sampling generator draws `fixed_noise` [N, Z] and the
+    strip goes to <image_dir>/generated_<e>.png and TensorBoard on the writer thread."""
+
+    def __init__(self, state, labels, image_dir, every, writer, run_monitor, renderer):
+        generator = step_lib.sampling_generator(state)
+        labels = None if labels is None else tf.constant(labels)
+        # Compiled: an eager Keras call costs several times a graph call, ~100 times a run.
+        self.generate = tf.function(lambda z: inference.generate(generator, z, labels),
+                                    autograph=False)  # plain calls, nothing to convert
+        self.generate(state.fixed_noise)  # traced now, not during the first chunk
+        self.image_dir, self.every = image_dir, every
+        self.writer, self.run_monitor, self.renderer = writer, run_monitor, renderer
+
+    def next_due(self, step):
+        return next_boundary(step, self.every, offset=1)
+
+    def __call__(self, step, state, metrics):
+        if (step - 1) % self.every:
+            return
+        # Drawn before LogMetrics wakes the writer thread: on 2 cores the generator call
+        # then has the other core to itself.
+        strip = self.generate(state.fixed_noise).numpy()
+        self.writer.submit(self.renderer.save, strip, images.image_path(self.image_dir, step - 1))
+        self.writer.submit(self.run_monitor.on_strip, step - 1, strip)
+
+
+class LogMetrics(Action):
+    """The chunk's mean losses and speed to the metrics history, TensorBoard and the progress
+    line, on the writer thread."""
+
+    def __init__(self, writer, run_monitor, num_images):
+        self.writer, self.run_monitor = writer, run_monitor
+        run_monitor.prepare(loop.METRICS, num_images)
+
+    def __call__(self, step, state, metrics):
+        scalars = {name: float(metrics[name]) for name in loop.METRICS}
+        self.writer.submit(self.run_monitor.on_chunk, step, scalars, time.time())
+
+
+class SaveCheckpoint(Action):
+    """ckpt-<step> every `every` steps and at `total`. A loss can stay finite for the step
+    whose update made a weight NaN, so the weights are checked first: a NaN/Inf anywhere
+    raises NonFiniteLossError and nothing is written."""
+
+    def __init__(self, manager, every, total, saved_step):
+        self.manager, self.every, self.total = manager, every, total
+        self.saved_step = saved_step  # the step of the newest checkpoint
+
+    def next_due(self, step):
+        return next_boundary(step, self.every)
+
+    def __call__(self, step, state, metrics=None):
+        if step % self.every == 0 or step == self.total:
+            self.save(state)
+
+    def save(self, state):
+        step = int(state.step.numpy())
+        if not state_is_finite(state):
+            raise NonFiniteLossError(
+                f"a weight or optimizer value became NaN or Inf by epoch {step - 1}; stopped "
+                f"without saving it. The last good checkpoint is kept in "
+                f"{self.manager.directory}.")
+        self.manager.save(checkpoint_number=step)
+        self.saved_step = step
+
+
+def state_is_finite(state):
+    """True if every float variable of both networks and both optimizers (slots) is finite."""
+    variables = (state.generator.variables + state.discriminator.variables
+                 + state.g_optimizer.variables + state.d_optimizer.variables)
+    for variable in variables:
+        value = np.asarray(variable.numpy())
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            return False
+    return True
+
+
+class Evaluate(Action):
+    """Every `every` steps: the metrics of gan.evaluate on `num_samples` samples, logged with
+    the real floor and written to the history and TensorBoard."""
+
+    def __init__(self, every, num_samples, labels, data_dir, writer, run_monitor, log):
+        self.every, self.num_samples, self.labels = every, num_samples, labels
+        self.data_dir, self.writer, self.run_monitor, self.log = data_dir, writer, run_monitor, log
+
+    def next_due(self, step):
+        return next_boundary(step, self.every)
+
+    def __call__(self, step, state, metrics):
+        if step % self.every:
+            return
+        scalars, line = eval_lib.training_eval(step_lib.sampling_generator(state), step,
+                                               self.num_samples, self.data_dir, self.labels)
+        self.log(line)
+        self.writer.submit(self.run_monitor.write_scalars, step, scalars)
+
+
+class StopOnSignal(Action):
+    """After SIGINT/SIGTERM: a checkpoint of the current step (unless it is the newest
+    already), then interrupts.Interrupted, whose message says where the run stopped. A
+    signal during the last chunk lets the run finish."""
+
+    def __init__(self, request, checkpoint, total):
+        self.request, self.checkpoint, self.total = request, checkpoint, total
+
+    def __call__(self, step, state, metrics):
+        if not self.request or step >= self.total:
+            return
+        if step != self.checkpoint.saved_step:
+            self.checkpoint.save(state)
+        directory = self.checkpoint.manager.directory
+        where = (f"checkpoint {os.path.join(directory, f'ckpt-{step}')} holds it"
+                 if step else "nothing trained yet, nothing saved")
+        code = interrupts.exit_code(self.request.signum)
+        raise interrupts.Interrupted(
+            self.request.signum, step,
+            f"stopped by {self.request.name} at epoch {step} ({where}); run the same command "
+            f"to resume. Exit code {code}.")

@@ -1,0 +1,256 @@
+"""The training state and one GAN iteration.
+
+`train_step` is the whole iteration: draw the noise, update D (d_steps times), update G,
+move the EMA copy. XLA, the K-step loop and tf.distribute wrap it from outside (gan.loop).
+
+Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs [B, 1].
+"""
+
+import contextlib
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from gan import losses, models
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """How the step trains: fixed per run, derived from the config (defaults: the original)."""
+
+    loss: str = "bce"  # see gan.losses.LOSSES
+    gp_weight: float = 10.0
+    d_steps: int = 1
+    ema_decay: float = 0.999
+    noise_dim: int = 100
+    conditional: bool = False  # G and D take labels int32 [B]
+    num_classes: int = models.NUM_CLASSES  # labels are 0..num_classes-1
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.loss, config.gp_weight, config.d_steps, config.ema_decay,
+                   config.noise_dim, config.conditional, config.num_classes)
+
+
+class TrainState(tf.train.Checkpoint):
+    """Everything a run needs, and exactly what its checkpoint holds.
+
+    generator, discriminator: Keras models; g_optimizer, d_optimizer: their Adams (slots
+    included); step: int64 count of finished iterations, which also fixes the position in
+    the data stream; rng: the noise generator; fixed_noise [num_images, Z]: the noise of the
+    image strips, so strips compare across epochs and resumes; architecture: JSON of the
+    settings a resume must agree with; ema_generator (only with --ema): the moving average
+    of the generator's weights, the one images and evaluation use; cluster_prior (only with
+    --clusters=K): float [K], each k-means cluster's share of the training images, which
+    sampling draws cluster ids from.
+
+    `options` (a StepOptions) is not saved: it follows from the config.
+    """
+
+    def __init__(self, generator, discriminator, g_optimizer, d_optimizer, rng,
+                 fixed_noise, architecture, ema_generator=None, options=None, clusters=0):
+        extra = {"ema_generator": ema_generator} if ema_generator is not None else {}
+        if clusters:
+            extra["cluster_prior"] = tf.Variable(tf.zeros([clusters]), name="cluster_prior")
+        super().__init__(
+            generator=generator,
+            discriminator=discriminator,
+            g_optimizer=g_optimizer,
+            d_optimizer=d_optimizer,
+            step=tf.Variable(0, dtype=tf.int64, name="step"),
+            rng=rng,
+            fixed_noise=tf.Variable(fixed_noise, name="fixed_noise"),
+            architecture=tf.Variable(architecture, dtype=tf.string, name="architecture"),
+            **extra,
+        )
+        self.ema_generator = ema_generator
+        self.options = options or StepOptions()
+
+
+def create_state(config, strategy=None):
+    """Models, optimizers and RNG for `config`, seeded: the same config gives bit-identical
+    initial weights. With a tf.distribute `strategy` the networks and optimizers are made
+    in its scope (mirrored over its replicas); the step counter, RNG and the rest are
+    plain variables of this process. config.mixed_precision: float16 compute (variables
+    and outputs float32), each Adam wrapped in a LossScaleOptimizer."""
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope, _dtype_policy("mixed_float16" if config.mixed_precision else None):
+        generator, discriminator, optimizers, ema_generator = _build_networks(config)
+    rng = tf.random.Generator.from_seed(config.seed)
+    fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
+        [config.num_images, config.noise_dim])
+    return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
+                      fixed_noise, config.architecture(), ema_generator,
+                      StepOptions.from_config(config), config.clusters)
+
+
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Keras's global dtype policy set to `name` (None: unchanged) while models are built,
+    then restored, so later models in the process are unaffected."""
+    if name is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_networks(config):
+    """(generator, discriminator, [g_optimizer, d_optimizer], ema_generator or None)."""
+    keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
+    generator = models.make_generator(config.model, config.noise_dim, config.conditional,
+                                      config.num_classes)
+    discriminator = models.make_discriminator(
+        config.model, config.conditional, probability_output=config.loss == "bce",
+        spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
+        num_classes=config.num_classes)
+    optimizers = []
+    for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
+        opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
+        if config.mixed_precision:
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        opt.build(net.trainable_variables)  # slots exist before restore and before tracing
+        optimizers.append(opt)
+    ema_generator = None
+    if config.ema:  # built last, so the default run's initial weights are unchanged
+        ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional,
+                                              config.num_classes)
+        ema_generator.set_weights(generator.get_weights())
+    return generator, discriminator, optimizers, ema_generator
+
+
+# --- one iteration ------------------------------------------------------------------------
+
+
+def train_step(state, real_images, real_labels=None):
+    """One iteration on real_images [d_steps * B, 28, 28] (real_labels int32 [d_steps * B]
+    for conditional models); step += 1. With the defaults it is the original's iteration.
+    Returns the scalars d_loss, g_loss, d_real, d_fake (D's mean output on the real and fake
+    halves, of the last D update).
+
+    The noise comes from state.rng. XLA and plain TensorFlow turn the same generator state
+    into different numbers, so runs with --xla and --noxla differ in their draws (each is
+    deterministic); given the same noise, the arithmetic is the same.
+    """
+    batch = tf.shape(real_images)[0] // state.options.d_steps
+    metrics = apply_step(state, real_images, real_labels, draw_step_noise(state, batch))
+    state.step.assign_add(1)
+    return metrics
+
+
+def draw_step_noise(state, batch):
+    """The random numbers of one iteration on batches of `batch`, from state.rng in this
+    order: per D update its noise [B, Z] ("d_noise", a list) and for WGAN-GP its
+    interpolation weights [B, 1, 1] ("alpha", a list, else empty); then G's noise
+    ("g_noise") and, for conditional models, the labels asked of G, int32 [B] uniform
+    ("fake_labels", only then). Drawn apart from apply_step so that a distributed step
+    draws them once for the global batch."""
+    opts = state.options
+    draws = {"d_noise": [], "alpha": []}
+    for _ in range(opts.d_steps):
+        draws["d_noise"].append(state.rng.normal([batch, opts.noise_dim]))
+        if opts.loss == "wgan-gp":
+            draws["alpha"].append(losses.interpolation_weights(state.rng, batch))
+    draws["g_noise"] = state.rng.normal([batch, opts.noise_dim])
+    if opts.conditional:
+        draws["fake_labels"] = state.rng.uniform([batch], 0, opts.num_classes, dtype=tf.int32)
+    return draws
+
+
+def apply_step(state, real_images, real_labels, draws):
+    """train_step's updates given its random numbers (draw_step_noise); the step counter is
+    left alone. Returns train_step's metrics."""
+    opts = state.options
+    batch = tf.shape(real_images)[0] // opts.d_steps
+    # 1. d_steps D updates, each on its own B real images and its own noise.
+    for i in range(opts.d_steps):
+        part = slice(i * batch, (i + 1) * batch)
+        metrics = discriminator_step(
+            state, real_images[part], draws["d_noise"][i],
+            real_labels[part] if opts.conditional else None,
+            draws["alpha"][i] if draws["alpha"] else None)
+    # 2. One G update through the unchanged D, on new noise.
+    metrics.update(generator_step(state, draws["g_noise"], draws.get("fake_labels")))
+    # 3. The EMA copy follows G.
+    if state.ema_generator is not None:
+        update_ema(state.ema_generator, state.generator, opts.ema_decay)
+    return metrics
+
+
+def discriminator_step(state, real_images, noise, labels=None, alpha=None):
+    """D update on real images [B, 28, 28] (target 1) and G(noise [B, Z]) (target 0) with
+    the loss of state.options (plus the gradient penalty for wgan-gp, interpolating with
+    alpha [B, 1, 1]). labels int32 [B]: conditional models' real labels, which the fakes
+    are asked to be too (so the penalty interpolates within one class). Only D changes.
+    Returns d_loss, and d_real, d_fake: D's mean output on each half."""
+    g, d, opts = state.generator, state.discriminator, state.options
+    fake_images = models.call(g, noise, labels, training=True)
+    batch = tf.shape(real_images)[0]
+    both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
+    if opts.loss == "wgan-gp" and alpha is None:  # a direct call: draw them here
+        alpha = losses.interpolation_weights(state.rng, batch)
+    with tf.GradientTape() as tape:
+        # One pass over [real; fake] (2B images), as the original's train_on_batch did.
+        out = models.call(d, tf.concat([real_images, fake_images], axis=0), both_labels,
+                          training=True)
+        out_real, out_fake = out[:batch], out[batch:]
+        d_loss = losses.discriminator_loss(opts.loss, out_real, out_fake)
+        if opts.loss == "wgan-gp":
+            critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
+            d_loss += opts.gp_weight * losses.gradient_penalty(
+                critic, real_images, fake_images, alpha)
+        target = gradient_target(d_loss, state.d_optimizer)
+    state.d_optimizer.apply_gradients(
+        zip(tape.gradient(target, d.trainable_variables), d.trainable_variables))
+    return {"d_loss": d_loss, "d_real": tf.reduce_mean(out_real),
+            "d_fake": tf.reduce_mean(out_fake)}
+
+
+def generator_step(state, noise, fake_labels=None):
+    """G update through the unchanged D on noise [B, Z] (and fake_labels [B] for conditional
+    models): the non-saturating BCE loss (targets 1), or -mean score for hinge and WGAN-GP.
+    Only G changes."""
+    g, d = state.generator, state.discriminator
+    with tf.GradientTape() as tape:
+        fakes = models.call(g, noise, fake_labels, training=True)
+        g_loss = losses.generator_loss(state.options.loss,
+                                       models.call(d, fakes, fake_labels, training=True))
+        target = gradient_target(g_loss, state.g_optimizer)
+    state.g_optimizer.apply_gradients(
+        zip(tape.gradient(target, g.trainable_variables), g.trainable_variables))
+    return {"g_loss": g_loss}
+
+
+def gradient_target(loss, optimizer):
+    """What a step differentiates for `loss`, its mean over this replica's batch.
+
+    Under a tf.distribute strategy with R replicas each holds 1/R of the global batch and
+    Keras optimizers SUM the replicas' gradients, so each differentiates loss / R: the sum
+    is the gradient of the global batch's mean, as on one device. A LossScaleOptimizer
+    (mixed precision) also multiplies by its loss scale (and divides the gradients by it).
+    On one device without mixed precision it is `loss` itself.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    if replicas > 1:
+        loss = loss / replicas
+    return optimizer.scale_loss(loss)
+
+
+def update_ema(ema, model, decay):
+    """ema <- decay * ema + (1 - decay) * model for trainable weights; non-trainable ones
+    (batch-norm statistics) are copied, so they match the live generator's."""
+    for e, w in zip(ema.trainable_variables, model.trainable_variables):
+        e.assign(decay * e + (1.0 - decay) * w)
+    for e, w in zip(ema.non_trainable_variables, model.non_trainable_variables):
+        e.assign(w)
+
+
+def sampling_generator(state):
+    """The generator whose images users see: the EMA copy when trained with --ema."""
+    return state.ema_generator if state.ema_generator is not None else state.generator
