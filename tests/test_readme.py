@@ -1,8 +1,9 @@
 """The README keeps working: each fenced `python -m gan.*` command in it runs, shrunk (fewer
 epochs, samples and digits, --noxla), in the order the README gives them, in a temporary
 folder (so the outputs the commands name, such as checkpoints/ and runs/, land there and
-not in the repository); every path the README's layout names exists, every relative link
-points at a file, and the Korean quick start uses only the README's commands."""
+not in the repository); every path the README's layout names exists and every module of
+gan/ is named there; every relative link of the README and docs/ points at a file; the
+Korean quick start uses only the README's commands."""
 
 import glob
 import os
@@ -156,7 +157,8 @@ def test_every_path_in_the_layout_exists():
     assert not unnamed, f"modules missing from the README's layout: {unnamed}"
 
 
-@pytest.mark.parametrize("path", [README, README_KO], ids=os.path.basename)
+@pytest.mark.parametrize("path", [README, *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))],
+                         ids=os.path.basename)
 def test_every_relative_link_points_at_a_file(path):
     links = re.findall(r"\]\(([^)\s]+)\)", read(path))
     local = [link.split("#")[0] for link in links if not re.match(r"[a-z]+:", link)]
