@@ -44,11 +44,10 @@ def configure(config, log=print):
 def configure_cpu():
     """Makes XLA run each matrix product of the compiled loop on one thread (independent ops
     still run in parallel). XLA's default splits every product over all cores; for this
-    project's small products that gained nothing in the bare loop (batch 32: 384 vs 382
-    it/s, batch 1024: 19.8 vs 19.0) but lost a lot whenever another thread needed a core:
-    the image writing, logging and data threads of a real run (10,000-epoch run 42.8 s ->
-    39.1 s, experiments/RESULTS.md). Speed only: the arithmetic is unchanged. Respects an
-    XLA_FLAGS that already sets it."""
+    project's small products that gains nothing in the bare loop but loses whenever another
+    thread needs a core: the image writing, logging and data threads of a real run
+    (docs/speed.md). Speed only: the arithmetic is unchanged. Respects an XLA_FLAGS that
+    already sets it."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_FLAG}".strip()

@@ -48,8 +48,8 @@ def read_tf_config():
     text = os.environ.get("TF_CONFIG", "")
     if not text:
         raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable "
-                         "(the cluster's addresses and this worker's task; see README, "
-                         "'Scaling out')")
+                         "(the cluster's addresses and this worker's task; see "
+                         "docs/scaling.md)")
     try:
         tf_config = json.loads(text)
         tf_config["cluster"], tf_config["task"]["type"], tf_config["task"]["index"]

@@ -78,7 +78,7 @@ flags.DEFINE_integer("eval_samples", DEFAULTS.eval_samples,
                      "Generated digits per --eval_every evaluation.")
 flags.DEFINE_bool("deterministic", DEFAULTS.deterministic,
                   "TensorFlow op determinism: the same seed gives bit-identical weights, also "
-                  "after an interruption and resume, on any device (slower; see README).")
+                  "after an interruption and resume (slower; see docs/reliability.md).")
 # Beyond the original: recipes in experiments/*.flags use these.
 flags.DEFINE_bool("conditional", DEFAULTS.conditional,
                   "Class-conditional GAN: G and D take the digit label; strips show 0-9.")
@@ -102,7 +102,7 @@ flags.DEFINE_bool("ema", DEFAULTS.ema,
                   "Keep an exponential moving average of the generator's weights (in the "
                   "checkpoint); images and evaluation use it.")
 flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay, "Decay of --ema per generator update.")
-# Scaling out (gan.distribute; README "Scaling out").
+# Scaling out (gan.distribute; docs/scaling.md).
 flags.DEFINE_string("strategy", DEFAULTS.strategy,
                   "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, "
                   "or the --cpu_devices logical CPUs) or 'multi_worker' (hosts and this "
