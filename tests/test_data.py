@@ -8,6 +8,7 @@ import tensorflow as tf
 import pytest
 
 from gan import data
+from gan import idx as idx_lib
 
 
 def test_load_split_shapes_dtype_and_known_facts(mnist_train):
@@ -111,13 +112,13 @@ def test_read_idx_rejects_bad_files(tmp_path):
     bad = tmp_path / "bad"
     bad.write_bytes(b"hello world")
     with pytest.raises(ValueError, match="magic"):
-        data.read_idx(str(bad))
+        idx_lib.read_idx(str(bad))
     short = tmp_path / "short"
     short.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x10" + b"\x01" * 3)
     with pytest.raises(ValueError, match="truncated"):
-        data.read_idx(str(short))
+        idx_lib.read_idx(str(short))
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
-        data.read_idx_split(str(tmp_path), "train")
+        idx_lib.read_idx_split(str(tmp_path), "train")
 
 
 @pytest.mark.slow
@@ -125,7 +126,7 @@ def test_prepare_from_idx_gives_a_dataset_tfds_reads(idx_dir, tmp_path):
     import tensorflow_datasets as tfds
 
     out = tmp_path / "tfds"
-    data.prepare_from_idx(idx_dir, str(out))
+    idx_lib.prepare_from_idx(idx_dir, str(out))
     for split, size in (("train", 60000), ("test", 10000)):
         ds = tfds.load("mnist", split=split, data_dir=str(out), batch_size=-1)
         labels = ds["label"].numpy()
