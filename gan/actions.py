@@ -55,7 +55,7 @@ class WriteStrip(Action):
     def __init__(self, state, labels, image_dir, every, writer, run_monitor, renderer):
         generator = step_lib.sampling_generator(state)
         labels = None if labels is None else tf.constant(labels)
-        # Compiled: an eager Keras call costs several times a graph call, ~100 times a run.
+        # Compiled: an eager Keras call costs several times a graph call, once per strip.
         self.generate = tf.function(lambda z: inference.generate(generator, z, labels),
                                     autograph=False)  # plain calls, nothing to convert
         self.generate(state.fixed_noise)  # traced now, not during the first chunk

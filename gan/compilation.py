@@ -1,6 +1,6 @@
 """XLA's process-wide settings for training: one thread per matrix product on CPU, and a
 persistent compilation cache, so that a rerun with the same settings loads the compiled
-training loop instead of compiling it again (1-2 s of start-up on 2 CPU cores).
+training loop instead of compiling it again (docs/speed.md).
 
 TensorFlow reads both once per process, when it sets up its devices (its import does that
 under absl's app.run): `python -m gan.train` calls `configure` before importing it. Neither

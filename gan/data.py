@@ -93,8 +93,8 @@ def load_split(name="mnist", split="train", data_dir=None):
 
     Goes through `tfds.load` (downloading if needed and possible); the 47 MB of MNIST
     then stay in memory so the training stream never touches disk or Python per step.
-    The decoded arrays are also cached as .npz (see `cache_path`), which turns the ~4 s
-    of PNG decoding and TFDS import into ~0.1 s on later runs. Cached per process too:
+    The decoded arrays are also cached as .npz (see `cache_path`), so later runs skip the
+    PNG decoding and TFDS's import. Cached per process too:
     the arrays returned are read-only and shared.
     """
     return _load_split_cached(name, split, resolve_data_dir(data_dir))
@@ -160,8 +160,8 @@ def index_stream(num_examples, seed, start_position=0, size=1):
         lambda epoch: tf.gather(epoch_permutation(epoch), tf.range(offset, num_examples)))
     rest = tf.data.Dataset.counter(start_epoch + 1).map(epoch_permutation)
     # rebatch cuts the permutations into pieces of `size` by slices: unbatching them into
-    # single indices and batching those again took ~5x the CPU (2.4 vs 0.5 ms a piece of
-    # 3,200), beside the training loop.
+    # single indices and batching those again costs several times the CPU, which the
+    # training loop shares.
     return first.concatenate(rest).rebatch(size, drop_remainder=True)
 
 
@@ -177,8 +177,8 @@ def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_eleme
     labels = tf.constant(labels)
 
     def gather(idx):
-        # One gather per element of K steps: one per step cost ~2x the CPU (15-18 vs 8 ms
-        # per element of 100 steps), taken from the training loop's two cores.
+        # One gather per element of K steps [K, B], not one per step: half the CPU, which
+        # the training loop shares.
         idx = tf.reshape(idx, [steps_per_element, batch_size])
         return tf.cast(tf.gather(images, idx), tf.float32) / 255.0, tf.gather(labels, idx)
 

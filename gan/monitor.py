@@ -163,9 +163,9 @@ class RunMonitor:
         self.log = log
         self.history = HistoryFile(os.path.join(self.logs_dir, HISTORY_FILE), start_step)
         self.writer = tf.summary.create_file_writer(self.logs_dir, flush_millis=10_000)
-        # Compiled once per set of names: an eager tf.summary call costs ~2 ms of Python
-        # each, which adds up to seconds over a 10,000-epoch run. No tensor-dependent
-        # control flow, so no autograph (its conversion costs tenths of a second).
+        # Compiled once per set of names: eager tf.summary calls cost milliseconds of
+        # Python each, which add up over a run. No tensor-dependent control flow, so no
+        # autograph (its conversion only costs start-up time).
         self._scalar_summaries = tf.function(self._scalar_summaries_graph, autograph=False)
         self._image_summary = tf.function(self._image_summary_graph, autograph=False)
         self.progress = (None if config.quiet else
@@ -210,7 +210,7 @@ class RunMonitor:
     def prepare(self, metric_names, num_images):
         """Traces the TensorBoard functions that on_chunk (scalars `metric_names`) and
         on_strip (strips of `num_images`) call, without writing anything, so that their
-        first calls do not take ~0.3 s of CPU from the training loop."""
+        first calls do not take CPU from the training loop while it runs."""
         scalar = tf.TensorSpec([], tf.float32)
         self._scalar_summaries.get_concrete_function(
             tf.TensorSpec([], tf.int64),
