@@ -1,0 +1,159 @@
+"""The EMA generator (--ema): batch-norm statistics and training under --strategy=mirrored.
+
+With batch-norm generators (mlp_large, dcgan) the EMA copy samples in inference mode with
+its own moving mean and variance, so those must follow the live generator's (they are
+statistics of the live network's activations, not weights to average). Under
+MirroredStrategy over 2 logical CPU devices the EMA weights must be those of a one-device
+run on the same global batches.
+
+Shapes: B = 8 images [B, 28, 28] in [0, 1].
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from gan import config as config_lib
+from gan import train_lib as step_lib
+
+B = 8
+DECAY = 0.9
+
+
+def real_batch(seed):
+    return tf.constant(np.random.default_rng(seed).uniform(0, 1, (B, 28, 28)), tf.float32)
+
+
+def by_position(variables):
+    """{"position-name": value}: the EMA copy's layers are named apart from the live ones'."""
+    return {f"{i}-{v.name}": v.numpy().copy() for i, v in enumerate(variables)}
+
+
+@pytest.mark.parametrize("model", ["mlp_large", "dcgan"])
+def test_the_ema_generator_keeps_the_live_batch_norm_statistics(model):
+    state = step_lib.create_state(config_lib.TrainConfig(seed=0, model=model, ema=True,
+                                                         ema_decay=DECAY, batch_size=B))
+    initial = by_position(state.generator.non_trainable_variables)
+    assert initial and all("moving_" in key for key in initial)
+    step = tf.function(step_lib.train_step)
+    for i in range(3):
+        ema_before = by_position(state.ema_generator.trainable_variables)
+        step(state, real_batch(i))
+        live_stats = by_position(state.generator.non_trainable_variables)
+        ema_stats = by_position(state.ema_generator.non_trainable_variables)
+        assert live_stats.keys() == ema_stats.keys()
+        for key, value in live_stats.items():
+            assert np.abs(value - initial[key]).max() > 1e-3, f"{key} did not move"
+            np.testing.assert_array_equal(ema_stats[key], value, err_msg=key)
+        # The weights (batch norm's gamma and beta included) are averaged, not copied.
+        live = by_position(state.generator.trainable_variables)
+        ema = by_position(state.ema_generator.trainable_variables)
+        assert any("gamma" in key for key in ema)
+        for key, value in ema.items():
+            np.testing.assert_allclose(value, DECAY * ema_before[key] + (1 - DECAY) * live[key],
+                                       rtol=1e-5, atol=1e-7, err_msg=key)
+    # Sampling (inference mode) normalises with those statistics: zeroing them changes images.
+    z = tf.random.stateless_normal([4, 100], seed=[1, 2])
+    images = step_lib.sampling_generator(state)(z, training=False).numpy()
+    for variable in state.ema_generator.non_trainable_variables:
+        variable.assign(tf.zeros_like(variable) if "mean" in variable.name
+                        else tf.ones_like(variable))
+    assert not np.allclose(state.ema_generator(z, training=False).numpy(), images, atol=1e-4)
+
+
+# Runs 4 iterations with the default strategy and with MirroredStrategy over 2 logical
+# CPU devices, on the same global batches and seed, for each option set; writes the live
+# and EMA generators' variables ({strategy}/{options index}/{live|ema}/{position}-{name})
+# to argv[2].
+MIRRORED_SCRIPT = """
+import json, sys
+import numpy as np
+from gan import distribute
+distribute.configure_cpu_devices(2)
+import tensorflow as tf
+from gan import config as config_lib, train_lib as step_lib, train_lib as loop_lib
+option_sets, out, steps = json.loads(sys.argv[1]), sys.argv[2], 4
+result = {}
+# One strategy object each: a second MirroredStrategy in a process reuses the first one's
+# collective instance keys and its all-reduces fail on the other model's shapes.
+strategies = {name: distribute.make_strategy(name) for name in ("default", "mirrored")}
+for index, options in enumerate(option_sets):
+    for name, strategy in strategies.items():
+        config = config_lib.TrainConfig(seed=1, batch_size=8, ema=True, ema_decay=0.5,
+                                        **options)
+        state = step_lib.create_state(config, strategy)
+        multi = loop_lib.make_multi_step(state, False, strategy)
+        real = tf.constant(np.random.default_rng(0).uniform(0, 1, (steps, 8, 28, 28)),
+                           tf.float32)
+        for i in range(steps):
+            multi(real, tf.constant(i), tf.constant(1))
+        result[f"{name}/{index}/replicas"] = np.array(distribute.num_replicas(strategy))
+        # Variables by position and short name: each model's layer names differ.
+        for kind, model in (("live", state.generator), ("ema", state.ema_generator)):
+            for i, variable in enumerate(model.variables):
+                result[f"{name}/{index}/{kind}/{i}-{variable.name}"] = variable.numpy()
+np.savez(out, **result)
+"""
+MIRRORED_OPTIONS = [{"model": "mlp"}, {"model": "mlp_large"}]
+
+
+@pytest.fixture(scope="module")
+def mirrored_runs(tmp_path_factory):
+    """{(strategy, model): {(live|ema, "position-name"): value}} after 4 iterations."""
+    out = tmp_path_factory.mktemp("ema_mirrored") / "result.npz"
+    subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(MIRRORED_OPTIONS),
+                    str(out)], cwd=REPO, check=True, timeout=300,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    runs = {}
+    with np.load(out) as result:
+        for key in result.files:
+            name, index, kind, *variable = key.split("/")
+            model = MIRRORED_OPTIONS[int(index)]["model"]
+            if kind == "replicas":
+                assert int(result[key]) == (2 if name == "mirrored" else 1)
+                continue
+            runs.setdefault((name, model), {})[(kind, variable[0])] = result[key]
+    return runs
+
+
+def assert_same_ema(runs, model):
+    default, mirrored = runs[("default", model)], runs[("mirrored", model)]
+    assert default.keys() == mirrored.keys()
+    for (kind, key), value in default.items():
+        if kind == "ema":
+            np.testing.assert_allclose(mirrored[(kind, key)], value, rtol=0, atol=1e-5,
+                                       err_msg=key)
+
+
+@pytest.mark.slow
+def test_mirrored_ema_weights_equal_one_devices(mirrored_runs):
+    assert_same_ema(mirrored_runs, "mlp")
+    run = mirrored_runs[("default", "mlp")]
+    ema_moved = [np.abs(run[("ema", key)] - run[("live", key)]).max()
+                 for kind, key in run if kind == "ema"]
+    assert min(ema_moved) > 1e-4  # an average, not a copy of the live weights
+
+
+@pytest.mark.slow
+def test_mirrored_ema_keeps_the_live_batch_norm_statistics(mirrored_runs):
+    run = mirrored_runs[("mirrored", "mlp_large")]
+    stats = [key for kind, key in run if kind == "live" and "moving_" in key]
+    assert stats
+    for key in stats:
+        np.testing.assert_array_equal(run[("ema", key)], run[("live", key)], err_msg=key)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "batch norm under MirroredStrategy normalises each replica's half of the batch with that "
+    "half's statistics (keras.layers.BatchNormalization's default synchronized=False), so "
+    "the whole run differs from one device, live weights included, not only the EMA; with "
+    "synchronized=True in gan.models it would not"))
+def test_mirrored_ema_weights_equal_one_devices_with_batch_norm(mirrored_runs):
+    assert_same_ema(mirrored_runs, "mlp_large")
