@@ -9,9 +9,10 @@ position must be d for at least 90% of the images, through the three ways a user
 images: gan.inference.generate on the restored generator, the run's image strips (classes
 0, 1, 2, ... in order) and `python -m gan.sample --digit`.
 
-The recipe is WGAN-GP on the original's mlp networks: on this data it draws every class
-from about 400 iterations on (500 are run); with BCE or hinge and these small networks,
-D wins within 100 iterations and G draws one band for every label.
+The recipe is WGAN-GP on the original's mlp networks, which learns every class of this data
+well within the 500 iterations run; with BCE or hinge these small networks let D win early
+and G draw one band for every label (mode collapse across labels, not a conditioning
+failure: the projection D and label embedding are the same).
 """
 
 import os
@@ -24,7 +25,7 @@ from PIL import Image
 from conftest import run_cli
 from gan import checkpoints, data, inference
 
-pytestmark = pytest.mark.slow  # a training run and two sampling runs: ~1 min
+pytestmark = pytest.mark.slow  # a training run and two sampling runs
 
 TRAIN, TEST = 2000, 200
 EPOCHS = 500
@@ -61,11 +62,10 @@ def write_idx(path, array):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.fixture(scope="module")
-def band_run(tmp_path_factory):
-    """A conditional training run on the band data: {"data", "images", "checkpoints",
-    "train": (images, labels)}."""
-    root = tmp_path_factory.mktemp("bands")
+def band_run(root):
+    """Writes the band data set (as IDX files, prepared as TFDS "mnist" by gan.data) under
+    `root` and trains a conditional run on it with gan.train: {"data", "images",
+    "checkpoints", "train": (images, labels)}."""
     rng = np.random.default_rng(0)
     idx = root / "idx"
     idx.mkdir()
@@ -90,25 +90,27 @@ def band_run(tmp_path_factory):
     return run
 
 
-def test_the_judge_knows_the_training_data(band_run):
-    images, labels = band_run["train"]
+def check_the_judge_knows_the_training_data(run):
+    images, labels = run["train"]
     assert (judge(images) == labels).all()
     # What gan.train trained on: the same images and labels (in TFDS's shuffled order).
-    prepared, prepared_labels = data.load_split("mnist", "train", band_run["data"])
+    prepared, prepared_labels = data.load_split("mnist", "train", run["data"])
     assert prepared.shape == images.shape
     np.testing.assert_array_equal(judge(prepared), prepared_labels)
     np.testing.assert_array_equal(np.sort(prepared.reshape(TRAIN, -1).sum(axis=1)),
                                   np.sort(images.reshape(TRAIN, -1).sum(axis=1).astype(int)))
 
 
-def test_the_restored_generator_draws_the_asked_class(band_run):
-    generator, architecture, step = checkpoints.restore_generator(band_run["checkpoints"])
+def check_generate(run):
+    """gan.inference.generate on the restored (newest checkpoint's) generator, 100 images
+    per label."""
+    generator, architecture, step = checkpoints.restore_generator(run["checkpoints"])
     assert step == EPOCHS and architecture["conditional"]
     labels = np.arange(1000) % 10
     images = inference.generate(generator, inference.sample_noise(1000, 100, seed=5),
                                 labels=labels)
     shares = share_right_per_class(images, labels)
-    assert min(shares.values()) >= 0.9, shares
+    assert min(shares.values()) >= 0.9, f"generate: share judged as asked, per label: {shares}"
 
 
 def strip_cells(path):
@@ -126,23 +128,35 @@ def strip_cells(path):
     return np.stack(cells)
 
 
-def test_the_strips_show_the_classes_in_order(band_run):
-    strips = {int(name[len("generated_"):-len(".png")]): os.path.join(band_run["images"], name)
-              for name in os.listdir(band_run["images"]) if name.endswith(".png")}
+def check_strips(run):
+    """The strip after the last iteration shows classes 0..9 left to right (9 of 10 at
+    least); the one after the first iteration does not."""
+    strips = {int(name[len("generated_"):-len(".png")]): os.path.join(run["images"], name)
+              for name in os.listdir(run["images"]) if name.endswith(".png")}
     assert sorted(strips) == [0, EPOCHS - 1]
-    last = strip_cells(strips[EPOCHS - 1])
-    assert last.shape == (10, 28, 28)
-    assert (judge(last) == np.arange(10)).sum() >= 9, judge(last)
-    # After one iteration the strip is not yet in order: the judge is not fooled by any strip.
+    last = judge(strip_cells(strips[EPOCHS - 1]))
+    assert len(last) == 10 and (last == np.arange(10)).sum() >= 9, f"last strip: {last}"
+    # The judge is not fooled by any strip: after one iteration they are not in order.
     assert (judge(strip_cells(strips[0])) == np.arange(10)).sum() <= 4
 
 
-@pytest.mark.parametrize("digit", [0, 9])
-def test_sample_digit_draws_that_class(band_run, tmp_path, digit):
-    out = tmp_path / "samples.npy"
-    result = run_cli("gan.sample", f"--checkpoint_dir={band_run['checkpoints']}", "--num=100",
+def check_sample_digit(run, digit, out):
+    """`python -m gan.sample --digit=digit`: 100 images, 90% of them judged `digit`."""
+    result = run_cli("gan.sample", f"--checkpoint_dir={run['checkpoints']}", "--num=100",
                      f"--digit={digit}", "--npy", "--seed=3", f"--out={out}", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = np.load(out)
     assert samples.shape == (100, 28, 28)
-    assert (judge(samples) == digit).mean() >= 0.9
+    share = (judge(samples) == digit).mean()
+    assert share >= 0.9, f"gan.sample --digit={digit}: {share:.0%} judged {digit}"
+
+
+# One test, so that pytest-xdist cannot split its checks over two workers that would each
+# train the run.
+def test_a_conditional_run_draws_the_asked_class(tmp_path):
+    run = band_run(tmp_path)
+    check_the_judge_knows_the_training_data(run)
+    check_generate(run)
+    check_strips(run)
+    for digit in (0, 9):  # the first and last band positions
+        check_sample_digit(run, digit, tmp_path / f"samples_{digit}.npy")

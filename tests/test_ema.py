@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from conftest import REPO
 from gan import config as config_lib
-from gan import train_lib as step_lib
+from gan import step as step_lib
 
 B = 8
 DECAY = 0.9
@@ -67,86 +67,83 @@ def test_the_ema_generator_keeps_the_live_batch_norm_statistics(model):
     assert not np.allclose(state.ema_generator(z, training=False).numpy(), images, atol=1e-4)
 
 
-# Runs 4 iterations with the default strategy and with MirroredStrategy over 2 logical
-# CPU devices, on the same global batches and seed, for each option set; writes the live
-# and EMA generators' variables ({strategy}/{options index}/{live|ema}/{position}-{name})
-# to argv[2].
+# For each run {"options": TrainConfig fields, "strategies": names} of argv[1]: 4
+# iterations with each strategy ("mirrored": MirroredStrategy over 2 logical CPU devices)
+# on the same global batches and seed; writes the live and EMA generators' variables
+# ({run}/{strategy}/{live|ema}/{position}-{name}) to argv[2].
 MIRRORED_SCRIPT = """
 import json, sys
 import numpy as np
 from gan import distribute
 distribute.configure_cpu_devices(2)
 import tensorflow as tf
-from gan import config as config_lib, train_lib as step_lib, train_lib as loop_lib
-option_sets, out, steps = json.loads(sys.argv[1]), sys.argv[2], 4
+from gan import config as config_lib, loop as loop_lib, step as step_lib
+runs, out, steps = json.loads(sys.argv[1]), sys.argv[2], 4
 result = {}
 # One strategy object each: a second MirroredStrategy in a process reuses the first one's
 # collective instance keys and its all-reduces fail on the other model's shapes.
 strategies = {name: distribute.make_strategy(name) for name in ("default", "mirrored")}
-for index, options in enumerate(option_sets):
-    for name, strategy in strategies.items():
+for index, run in enumerate(runs):
+    for name in run["strategies"]:
+        strategy = strategies[name]
         config = config_lib.TrainConfig(seed=1, batch_size=8, ema=True, ema_decay=0.5,
-                                        **options)
+                                        **run["options"])
         state = step_lib.create_state(config, strategy)
+        assert distribute.num_replicas(strategy) == (2 if name == "mirrored" else 1)
         multi = loop_lib.make_multi_step(state, False, strategy)
         real = tf.constant(np.random.default_rng(0).uniform(0, 1, (steps, 8, 28, 28)),
                            tf.float32)
         for i in range(steps):
             multi(real, tf.constant(i), tf.constant(1))
-        result[f"{name}/{index}/replicas"] = np.array(distribute.num_replicas(strategy))
         # Variables by position and short name: each model's layer names differ.
         for kind, model in (("live", state.generator), ("ema", state.ema_generator)):
             for i, variable in enumerate(model.variables):
-                result[f"{name}/{index}/{kind}/{i}-{variable.name}"] = variable.numpy()
+                result[f"{index}/{name}/{kind}/{i}-{variable.name}"] = variable.numpy()
 np.savez(out, **result)
 """
-MIRRORED_OPTIONS = [{"model": "mlp"}, {"model": "mlp_large"}]
 
 
-@pytest.fixture(scope="module")
-def mirrored_runs(tmp_path_factory):
-    """{(strategy, model): {(live|ema, "position-name"): value}} after 4 iterations."""
-    out = tmp_path_factory.mktemp("ema_mirrored") / "result.npz"
-    subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(MIRRORED_OPTIONS),
-                    str(out)], cwd=REPO, check=True, timeout=300,
+def train_under_strategies(runs, folder):
+    """MIRRORED_SCRIPT's runs in a fresh process (logical CPU devices must be configured
+    before TensorFlow starts): [{(strategy, live|ema, "position-name"): value}] per run."""
+    out = folder / "result.npz"
+    subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(runs), str(out)],
+                   cwd=REPO, check=True, timeout=300,
                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    runs = {}
-    with np.load(out) as result:
-        for key in result.files:
-            name, index, kind, *variable = key.split("/")
-            model = MIRRORED_OPTIONS[int(index)]["model"]
-            if kind == "replicas":
-                assert int(result[key]) == (2 if name == "mirrored" else 1)
-                continue
-            runs.setdefault((name, model), {})[(kind, variable[0])] = result[key]
-    return runs
+    results = [{} for _ in runs]
+    with np.load(out) as saved:
+        for key in saved.files:
+            index, name, kind, variable = key.split("/")
+            results[int(index)][(name, kind, variable)] = saved[key]
+    return results
 
 
-def assert_same_ema(runs, model):
-    default, mirrored = runs[("default", model)], runs[("mirrored", model)]
-    assert default.keys() == mirrored.keys()
-    for (kind, key), value in default.items():
-        if kind == "ema":
-            np.testing.assert_allclose(mirrored[(kind, key)], value, rtol=0, atol=1e-5,
-                                       err_msg=key)
-
-
-@pytest.mark.slow
-def test_mirrored_ema_weights_equal_one_devices(mirrored_runs):
-    assert_same_ema(mirrored_runs, "mlp")
-    run = mirrored_runs[("default", "mlp")]
-    ema_moved = [np.abs(run[("ema", key)] - run[("live", key)]).max()
-                 for kind, key in run if kind == "ema"]
-    assert min(ema_moved) > 1e-4  # an average, not a copy of the live weights
+def assert_same_ema(result):
+    """The mirrored run's EMA variables equal the one-device run's (atol 1e-5: only the
+    order of float additions differs)."""
+    ema = {variable: value for (name, kind, variable), value in result.items()
+           if name == "default" and kind == "ema"}
+    assert ema
+    for variable, value in ema.items():
+        np.testing.assert_allclose(result[("mirrored", "ema", variable)], value, rtol=0,
+                                   atol=1e-5, err_msg=variable)
 
 
 @pytest.mark.slow
-def test_mirrored_ema_keeps_the_live_batch_norm_statistics(mirrored_runs):
-    run = mirrored_runs[("mirrored", "mlp_large")]
-    stats = [key for kind, key in run if kind == "live" and "moving_" in key]
+def test_mirrored_ema_equals_one_devices_and_keeps_the_batch_norm_statistics(tmp_path):
+    mlp, large = train_under_strategies(
+        [{"options": {"model": "mlp"}, "strategies": ["default", "mirrored"]},
+         {"options": {"model": "mlp_large"}, "strategies": ["mirrored"]}], tmp_path)
+    assert_same_ema(mlp)
+    moved = [np.abs(value - mlp[("default", "live", variable)]).max()
+             for (name, kind, variable), value in mlp.items()
+             if name == "default" and kind == "ema"]
+    assert min(moved) > 1e-4  # an average, not a copy of the live weights
+    stats = [variable for (_, kind, variable) in large if kind == "live" and "moving_" in variable]
     assert stats
-    for key in stats:
-        np.testing.assert_array_equal(run[("ema", key)], run[("live", key)], err_msg=key)
+    for variable in stats:
+        np.testing.assert_array_equal(large[("mirrored", "ema", variable)],
+                                      large[("mirrored", "live", variable)], err_msg=variable)
 
 
 @pytest.mark.slow
@@ -155,5 +152,7 @@ def test_mirrored_ema_keeps_the_live_batch_norm_statistics(mirrored_runs):
     "half's statistics (keras.layers.BatchNormalization's default synchronized=False), so "
     "the whole run differs from one device, live weights included, not only the EMA; with "
     "synchronized=True in gan.models it would not"))
-def test_mirrored_ema_weights_equal_one_devices_with_batch_norm(mirrored_runs):
-    assert_same_ema(mirrored_runs, "mlp_large")
+def test_mirrored_ema_equals_one_devices_with_batch_norm(tmp_path):
+    (large,) = train_under_strategies(
+        [{"options": {"model": "mlp_large"}, "strategies": ["default", "mirrored"]}], tmp_path)
+    assert_same_ema(large)

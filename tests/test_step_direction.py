@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import train_lib as step_lib
+from gan import step as step_lib
 
 B, Z = 32, 100
 LOSSES = ("bce", "hinge", "wgan-gp")

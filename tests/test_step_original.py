@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from gan import config as config_lib
 from gan import original
-from gan import train_lib as step_lib
+from gan import step as step_lib
 
 B, Z = 32, 100
 TOLERANCE = 1e-5
