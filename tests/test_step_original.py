@@ -136,9 +136,9 @@ def saturated_outputs(adjust):
 
 
 def test_the_saturated_batch_is_beyond_the_clip_on_both_sides():
-    """The batch of the next test: on each half, some of D's outputs are below 1e-7 and some
-    above 1 - 1e-7 (so the D update sees wrongly and rightly saturated samples of both
-    labels), and the unsaturated weights see none of it."""
+    """The batch of the saturated comparison below: on each half some of D's outputs are
+    below 1e-7 and some above 1 - 1e-7 (the D update sees wrongly and rightly saturated
+    samples of both labels); with D's weights unscaled none is beyond the clip."""
     real, fake = saturated_outputs(saturate)
     for half in (real, fake):
         assert (half < CLIP).sum() >= 3 and (half > 1 - CLIP).sum() >= 3
@@ -147,16 +147,17 @@ def test_the_saturated_batch_is_beyond_the_clip_on_both_sides():
     assert ((plain_fake > CLIP) & (plain_fake < 1 - CLIP)).all()
 
 
-# Where the two programs differ by construction: gan.losses.bce clips probabilities to
-# [1e-7, 1 - 1e-7], believing that Keras does the same. Keras 3 does so only in eager mode.
-# Its train_on_batch runs a traced function, and there binary cross-entropy on the output of
-# a sigmoid activation is computed from the sigmoid's input, the logits (keras.activations.
-# sigmoid keeps them on its output; the TensorFlow backend's binary_crossentropy uses them):
-# no clipping. A saturated sample therefore still pulls in the original (gradient p - label,
-# about +-1 for a wrongly saturated one) while its gradient is exactly 0 in the project, and
-# the losses differ too (the project's is capped at -log(1e-7) = 16.1 per sample).
-# The next test pins that mechanism; the one after it shows the difference in the training
-# step and turns into an error (XPASS, strict) once the project computes BCE as Keras does.
+# Where the two programs differ, and why (a mismatch, not a choice): gan.losses.bce clips
+# probabilities to [1e-7, 1 - 1e-7] so that its losses match train_on_batch, but Keras 3
+# clips only in eager mode. Its train_on_batch runs a traced function, and there binary
+# cross-entropy on the output of a sigmoid activation is computed from the sigmoid's input,
+# the logits (keras.activations.sigmoid keeps them on its output; the TensorFlow backend's
+# binary_crossentropy uses them): no clipping. A saturated sample therefore still pulls in
+# the original (gradient p - label, about +-1 for a wrongly saturated one) while its
+# gradient is exactly 0 in the project, and the losses differ too (the project's is capped
+# at -log(1e-7) = 16.1 per sample). The next test pins that mechanism; the one after it
+# shows the difference in the training step and turns into an error (XPASS, strict) once
+# the project computes BCE as Keras does.
 
 
 def test_keras_takes_the_originals_bce_from_the_logits_without_clipping():
