@@ -3,7 +3,7 @@
 The data set is synthetic, so the class of a generated image can be judged here without a
 classifier: class k is a bright horizontal band on rows 4 + 2k and 5 + 2k (k = 0..9) of a
 dark 28x28 image. It is written as IDX files and prepared as the TFDS dataset "mnist" by
-gan.data (the same path as real MNIST), and `python -m gan.train --conditional` trains on
+gan.idx (the same path as real MNIST), and `python -m gan.train --conditional` trains on
 it for a few hundred iterations. Then, for each label d, the class judged from the band's
 position must be d for at least 90% of the images, through the three ways a user gets
 images: gan.inference.generate on the restored generator, the run's image strips (classes
@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from gan import checkpoints, data, inference
+from gan import checkpoints, data, idx, inference
 
 pytestmark = pytest.mark.slow  # a training run and two sampling runs
 
@@ -63,22 +63,24 @@ def write_idx(path, array):
 
 
 def band_run(root):
-    """Writes the band data set (as IDX files, prepared as TFDS "mnist" by gan.data) under
+    """Writes the band data set (as IDX files, prepared as TFDS "mnist" by gan.idx) under
     `root` and trains a conditional run on it with gan.train: {"data", "images",
     "checkpoints", "train": (images, labels)}."""
     rng = np.random.default_rng(0)
-    idx = root / "idx"
-    idx.mkdir()
+    idx_dir = root / "idx"
+    idx_dir.mkdir()
     splits = {}
     for split, size in (("train", TRAIN), ("test", TEST)):
         labels = rng.integers(0, 10, size)
         splits[split] = band_images(labels, rng), labels
         for stem, array in zip(data.IDX_FILES[split], splits[split]):
-            write_idx(idx / stem, array)
-    # gan.data expects MNIST's sizes; a small set prepares in seconds.
+            write_idx(idx_dir / stem, array)
+    # The preparation expects MNIST's sizes; a small set prepares in seconds. (The dict's
+    # items are patched: gan.idx holds the same dict under its own name.)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(data, "SPLIT_SIZES", {"train": TRAIN, "test": TEST})
-        data.prepare_from_idx(str(idx), str(root / "tfds"))
+        patch.setitem(data.SPLIT_SIZES, "train", TRAIN)
+        patch.setitem(data.SPLIT_SIZES, "test", TEST)
+        idx.prepare_from_idx(str(idx_dir), str(root / "tfds"))
     run = {"data": str(root / "tfds"), "images": str(root / "img"),
            "checkpoints": str(root / "ckpt"), "train": splits["train"]}
     result = run_cli("gan.train", "--conditional", "--loss=wgan-gp", "--batch_size=32",
