@@ -7,7 +7,13 @@ trained on the concatenated 64). Generator: the non-saturating loss, BCE of D(G(
 
 import tensorflow as tf
 
-EPSILON = 1e-7  # Keras's clip for probabilities, so losses match `train_on_batch`
+# Probabilities are clipped to [EPSILON, 1 - EPSILON] (Keras's eager BCE does the same).
+# Inside `train_on_batch` Keras 3 computes BCE from the sigmoid's logits instead, without a
+# clip: the two agree to float rounding until D saturates (outputs beyond the clip), where
+# the clip gives a zero gradient and the original a small one. Kept on purpose: switching
+# to logits changes the rounding of every step, so every run's numbers, and the default
+# run saturates D on only a few real images (tests/test_step_original.py).
+EPSILON = 1e-7
 
 
 def bce(labels, probabilities):
