@@ -181,8 +181,9 @@ class TrainConfig:
     def architecture(self):
         """JSON of the fields a checkpoint must agree with to be resumed."""
         fields = {k: getattr(self, k) for k in self.ARCHITECTURE_FIELDS}
+        defaults = TrainConfig.__dataclass_fields__
         fields.update({k: getattr(self, k) for k in self.OPTIONAL_ARCHITECTURE_FIELDS
-                       if getattr(self, k)})
+                       if getattr(self, k) != defaults[k].default})
         return json.dumps(fields, sort_keys=True)
 
 

@@ -126,11 +126,12 @@ def format_table(generated, floor):
     ])
 
 
-def training_eval(generator, step, num_samples, data_dir=None):
-    """What training records every --eval_every steps on Stacked MNIST, as
-    eval_lib.training_eval: (scalars eval/modes_covered and eval/kl, the log line with the
-    real floor in brackets)."""
-    generated, floor = evaluate_generator(generator, num_samples, data_dir)
+def training_eval(images, step, data_dir=None):
+    """What training records every --eval_every steps on Stacked MNIST (eval_lib.training_eval
+    passes its samples [N, 28, 28, 3]): (scalars eval/modes_covered and eval/kl, the log line
+    with the real floor in brackets)."""
+    num_samples = len(images)
+    generated, floor = evaluate_images(images), real_floor(num_samples, data_dir)
     scalars = {"eval/modes_covered": generated["modes_covered"], "eval/kl": generated["kl"]}
     line = (f"eval at epoch {step} ({num_samples} samples; [real floor]): "
             f"modes={generated['modes_covered']} [{floor['modes_covered']}]  "
