@@ -56,8 +56,8 @@ class StripRenderer:
         images = np.asarray(images, np.float64)
         shape = (self.num_images, 28, 28) + ((self.channels,) if self.channels > 1 else ())
         if images.shape != shape:
-            raise ValueError(f"expected {self.num_images} images of shape {shape[1:]}, got "
-                             f"{images.shape}")
+            size = "x".join(map(str, shape[1:]))  # 28x28, or 28x28x3
+            raise ValueError(f"expected {self.num_images} images of {size}, got {images.shape}")
         pixels = self.background.copy()
         if self.channels > 1:
             pixels = np.repeat(pixels[..., np.newaxis], self.channels, axis=-1)
