@@ -7,7 +7,9 @@ import os
 MODELS = ("mlp", "mlp_large", "dcgan")  # as gan.models.MODELS (not imported: keras is heavy)
 LOSSES = ("bce", "hinge", "wgan-gp")  # as gan.losses.LOSSES
 STRATEGIES = ("default", "mirrored", "multi_worker")  # as gan.distribute.STRATEGIES
-DATASETS = ("mnist", "fashion_mnist")  # what gan.data loads
+DATASETS = ("mnist", "fashion_mnist", "stacked_mnist")  # gan.data loads; gan.stacked builds
+# Colour channels of each dataset's images (1: [28, 28], C > 1: [28, 28, C]).
+CHANNELS = {"stacked_mnist": 3}
 
 
 @dataclasses.dataclass
@@ -63,13 +65,16 @@ class TrainConfig:
     strategy: str = "default"
     cpu_devices: int = 0
     mixed_precision: bool = False
+    # PacGAN (Lin et al. 2018): D judges packs of this many samples, concatenated along the
+    # channels; 1 = off (the original's D). --batch_size counts images, a multiple of it.
+    pack: int = 1
 
     # Fields whose change makes an existing checkpoint unusable for this run.
     ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset", "conditional", "loss",
                            "spectral_norm", "minibatch_std", "ema")
     # Also recorded, but only when set: checkpoints made before they existed stay resumable.
     # (--mixed_precision wraps the optimizers in loss-scale optimizers: other variables.)
-    OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision", "clusters")
+    OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision", "clusters", "pack")
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name). Pure: it makes
@@ -89,9 +94,9 @@ class TrainConfig:
             raise ValueError(f"--eval_every must be 0 (off) or positive, got {self.eval_every}")
         if self.eval_samples < 10:  # eval_lib.MIN_IMAGES; a 3-NN manifold needs a few points
             raise ValueError(f"--eval_samples must be at least 10, got {self.eval_samples}")
-        if self.eval_every and self.dataset != "mnist":
-            raise ValueError("--eval_every needs --dataset=mnist: the evaluator is an MNIST "
-                             f"classifier, not one for {self.dataset}")
+        if self.eval_every and self.dataset not in ("mnist", "stacked_mnist"):
+            raise ValueError("--eval_every needs --dataset=mnist or stacked_mnist: the "
+                             f"evaluator is an MNIST classifier, not one for {self.dataset}")
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
         if self.loss not in LOSSES:
@@ -116,6 +121,30 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"--dataset must be one of {', '.join(DATASETS)}, got '{self.dataset}'")
+        self._validate_pack()
+
+    def _validate_pack(self):
+        """--pack and --dataset=stacked_mnist against the options they cannot serve."""
+        if self.pack < 1:
+            raise ValueError(f"--pack must be 1 (off) or more, got {self.pack}")
+        if self.batch_size % self.pack:
+            raise ValueError(f"--pack={self.pack} needs --batch_size to be a multiple of it "
+                             f"(D judges batch_size / pack packs), got {self.batch_size}")
+        if self.pack > 1 and self.conditional:
+            raise ValueError("--pack cannot be combined with --conditional: a pack of samples "
+                             "has no single label to condition D on")
+        if self.pack > 1 and self.loss == "wgan-gp":
+            raise ValueError("--pack cannot be combined with --loss=wgan-gp: the gradient "
+                             "penalty is defined per sample, not per pack")
+        if self.pack > 1 and self.minibatch_std and (self.batch_size // self.pack) % 4:
+            raise ValueError(f"--minibatch_std with --pack={self.pack} needs --batch_size / "
+                             f"--pack to be a multiple of 4, got {self.batch_size}")
+        if self.dataset == "stacked_mnist" and self.conditional:
+            # 1,000 labels could be taken, but a generator asked for each triple covers every
+            # mode by construction: the benchmark measures unconditional mode collapse.
+            raise ValueError("--dataset=stacked_mnist measures mode collapse of an "
+                             "unconditional generator: --conditional (and --clusters) would "
+                             "hand it the 1,000 modes; leave them off")
 
     def make_folders(self):
         """Creates the run's output folders; raises ValueError naming the flag of one that
@@ -144,11 +173,17 @@ class TrainConfig:
         """How many labels the conditional networks take: the clusters, else the 10 digits."""
         return self.clusters or 10
 
+    @property
+    def channels(self):
+        """Channels of the dataset's images: 3 for stacked_mnist, else 1."""
+        return CHANNELS.get(self.dataset, 1)
+
     def architecture(self):
         """JSON of the fields a checkpoint must agree with to be resumed."""
         fields = {k: getattr(self, k) for k in self.ARCHITECTURE_FIELDS}
+        defaults = TrainConfig.__dataclass_fields__
         fields.update({k: getattr(self, k) for k in self.OPTIONAL_ARCHITECTURE_FIELDS
-                       if getattr(self, k)})
+                       if getattr(self, k) != defaults[k].default})
         return json.dumps(fields, sort_keys=True)
 
 

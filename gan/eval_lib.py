@@ -216,7 +216,13 @@ def training_eval(generator, step, num_samples, data_dir=None, labels=None):
     (always from the same noise, so they compare across steps). Returns (scalars named
     eval/<metric> for TensorBoard and the history, the log line with the real floor in
     brackets)."""
-    generated, floor = evaluate_generator(generator, num_samples, data_dir, labels=labels)
+    images = sample_images(generator, num_samples, labels=labels)
+    if images.ndim == 4:  # [N, 28, 28, 3]: a Stacked MNIST generator's
+        from gan import stacked
+
+        return stacked.training_eval(images, step, data_dir)
+    generated = evaluate_images(images, data_dir)
+    floor = real_floor(num_samples, data_dir)
     scalars = {f"eval/{key}": generated[key] for key in ROWS}
     line = (f"eval at epoch {step} ({num_samples} samples; [real floor]): "
             + summary_line(generated, floor))

@@ -4,6 +4,9 @@ Samples --num_samples digits from the newest checkpoint's generator (or reads --
 .npy array or a folder of PNGs, from any generator), judges them with the committed MNIST
 classifier against the MNIST test split, and prints a table, beside the same metrics for as
 many real training digits (the floor), then one JSON line. Logic in gan.eval_lib.
+
+A Stacked MNIST checkpoint (--dataset=stacked_mnist) is judged by gan.stacked instead: the
+modes covered (of 1,000 digit triples) and KL(samples || uniform), beside real triples.
 """
 
 import json
@@ -20,9 +23,10 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints",
 flags.DEFINE_string("images", None,
                     "Evaluate these images instead of a checkpoint: a .npy array [N, 28, 28] "
                     "(uint8, or float in [0, 1]) or a folder of 28x28 grayscale .png files.")
-flags.DEFINE_integer("num_samples", 10000,
+flags.DEFINE_integer("num_samples", None,
                      "Digits sampled from the generator (ignored with --images, which are "
-                     "all used). The real floor uses as many training digits.")
+                     "all used); default 10,000, or 26,000 for a Stacked MNIST checkpoint "
+                     "(PacGAN's protocol). The real floor uses as many training digits.")
 flags.DEFINE_integer("seed", 0, "Seed of the sampling noise.")
 flags.DEFINE_float("truncation", 0.0,
                    "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
@@ -46,11 +50,11 @@ def check_json_out(path):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gan import checkpoints, data, eval_lib, files, inference  # after flag parsing
+    from gan import checkpoints, data, eval_lib, inference  # after flag parsing
 
     logging.set_verbosity(logging.WARNING)
     try:
-        if FLAGS.num_samples < eval_lib.MIN_IMAGES:
+        if FLAGS.num_samples is not None and FLAGS.num_samples < eval_lib.MIN_IMAGES:
             raise ValueError(f"--num_samples must be at least {eval_lib.MIN_IMAGES}, "
                              f"got {FLAGS.num_samples}")
         check_json_out(FLAGS.json_out)
@@ -61,6 +65,9 @@ def main(argv):
             source = {"images": os.path.abspath(FLAGS.images)}
         else:
             generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
+            if architecture.get("dataset") == "stacked_mnist":
+                return evaluate_stacked(generator, architecture, step)
+            FLAGS.num_samples = FLAGS.num_samples or eval_lib.DEFAULT_NUM_SAMPLES
             if architecture.get("dataset", "mnist") != "mnist":
                 raise checkpoints.CheckpointError(
                     f"the generator was trained on {architecture['dataset']}; the evaluator "
@@ -86,6 +93,30 @@ def main(argv):
     print(eval_lib.format_table(generated, floor))
     line = json.dumps({**source, "generated": generated, "real_floor": floor})
     print(line)
+    write_json(line)
+
+
+def evaluate_stacked(generator, architecture, step):
+    """Prints (and writes) the Stacked MNIST table and JSON of a restored generator."""
+    from gan import stacked
+
+    num = FLAGS.num_samples or stacked.DEFAULT_NUM_SAMPLES
+    generated, floor = stacked.evaluate_generator(generator, num, FLAGS.data_dir, FLAGS.seed,
+                                                  FLAGS.truncation)
+    source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
+              "architecture": architecture, "seed": FLAGS.seed, "truncation": FLAGS.truncation}
+    print(f"{num} samples from {source['checkpoint_dir']} (step {step}), each channel "
+          "classified as an MNIST digit:")
+    print(stacked.format_table(generated, floor))
+    line = json.dumps({**source, "generated": generated, "real_floor": floor})
+    print(line)
+    write_json(line)
+
+
+def write_json(line):
+    """Writes the JSON line to --json_out (atomically) when asked."""
+    from gan import files
+
     if FLAGS.json_out:
         def write(tmp):
             with open(tmp, "w") as f:

@@ -17,6 +17,7 @@ from gan.files import atomic_write  # noqa: F401  (re-exported: images.atomic_wr
 class StripRenderer:
     """Draws images [N, 28, 28] in [0, 1] as the original did: one row, grayscale, axes off,
     on a figure of N x 1 inches at 100 dpi (1000 x 100 pixels for the default 10 digits).
+    channels=3: images [N, 28, 28, 3] drawn in colour (RGB) in the same layout.
 
     matplotlib lays the figure out once (public API: imshow, canvas.draw and each image's
     window extent); each strip is then painted into that layout with numpy, every digit
@@ -25,8 +26,8 @@ class StripRenderer:
     matplotlib's own draw up to its resampling at the boxes' edges.
     """
 
-    def __init__(self, num_images, dpi=100):
-        self.num_images = num_images
+    def __init__(self, num_images, dpi=100, channels=1):
+        self.num_images, self.channels = num_images, channels
         figure = Figure(figsize=(num_images, 1), dpi=dpi)
         canvas = FigureCanvasAgg(figure)
         artists = []
@@ -50,11 +51,16 @@ class StripRenderer:
                                rows.astype(int)[:, None], cols.astype(int)[None, :]))
 
     def render(self, images):
-        """uint8 grayscale pixels [100, 100 * N] of the strip."""
+        """uint8 pixels of the strip: grayscale [100, 100 * N], or RGB [100, 100 * N, 3] for
+        3 channels."""
         images = np.asarray(images, np.float64)
-        if images.shape != (self.num_images, 28, 28):
-            raise ValueError(f"expected {self.num_images} images of 28x28, got {images.shape}")
+        shape = (self.num_images, 28, 28) + ((self.channels,) if self.channels > 1 else ())
+        if images.shape != shape:
+            size = "x".join(map(str, shape[1:]))  # 28x28, or 28x28x3
+            raise ValueError(f"expected {self.num_images} images of {size}, got {images.shape}")
         pixels = self.background.copy()
+        if self.channels > 1:
+            pixels = np.repeat(pixels[..., np.newaxis], self.channels, axis=-1)
         face = float(self.background.flat[0])
         for (ys, xs, rows, cols), image in zip(self.boxes, images):
             scaled = image[rows, cols]
@@ -73,14 +79,16 @@ def save_strip(images, path):
 
 
 def grid(images, cols=None, padding=2):
-    """Tiles images [N, H, W] row by row into one picture [rows*(H+p)+p, cols*(W+p)+p]
-    (p = padding, filled with zeros, as torchvision's make_grid), keeping the dtype.
-    cols defaults to ceil(sqrt(N)), a near-square grid."""
+    """Tiles images [N, H, W] (or colour [N, H, W, C]) row by row into one picture
+    [rows*(H+p)+p, cols*(W+p)+p] (and [..., C]) (p = padding, filled with zeros, as
+    torchvision's make_grid), keeping the dtype. cols defaults to ceil(sqrt(N)), a
+    near-square grid."""
     images = np.asarray(images)
-    n, h, w = images.shape
+    n, h, w = images.shape[:3]
     cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    out = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding), images.dtype)
+    out = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding,
+                    *images.shape[3:]), images.dtype)
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
         y, x = padding + r * (h + padding), padding + c * (w + padding)
@@ -89,8 +97,9 @@ def grid(images, cols=None, padding=2):
 
 
 def save_png(pixels, path):
-    """Writes uint8 grayscale pixels [H, W] to `path` as a PNG, atomically."""
-    image = Image.fromarray(np.asarray(pixels, np.uint8), mode="L")
+    """Writes uint8 pixels, grayscale [H, W] or RGB [H, W, 3], to `path` as a PNG, atomically."""
+    pixels = np.asarray(pixels, np.uint8)
+    image = Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
     # Level 1 of zlib: the same pixels (PNG is lossless) for a fraction of the CPU.
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=1))
 
@@ -104,7 +113,7 @@ def save_gif(paths, out, frame_ms=200, last_frame_ms=2000):
     frames = []
     for path in paths:
         with Image.open(path) as image:
-            frames.append(image.convert("L"))
+            frames.append(image.convert("L" if image.mode == "L" else "RGB"))
     durations = [frame_ms] * (len(frames) - 1) + [last_frame_ms]
     atomic_write(out, lambda tmp: frames[0].save(
         tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0))

@@ -1,6 +1,7 @@
 """What wraps the step from outside: the compiled K-step loop (XLA) and tf.distribute.
 
-Shapes: K = steps per call, B' = d_steps x batch size; batches [K, B', 28, 28],
+Shapes: K = steps per call, B' = d_steps x batch size; batches [K, B', 28, 28] (or
+[K, B', 28, 28, C] for C channels),
 labels int32 [K, B'].
 """
 
@@ -83,7 +84,8 @@ def warm_up(multi_step, config):
     """Traces and compiles `multi_step` for config's shapes without changing the state: the
     loop runs 0 iterations on zero batches of the training stream's shapes and dtypes."""
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
-    multi_step(tf.zeros([k, batch, *models.IMAGE_SHAPE]), tf.constant(0), tf.constant(0),
+    multi_step(tf.zeros([k, batch, *models.image_shape(config.channels)]), tf.constant(0),
+               tf.constant(0),
                tf.zeros([k, batch], tf.int32))
 
 

@@ -27,7 +27,9 @@ original's); conditional ones are functional models with inputs [noise or images
 
 import keras
 
-IMAGE_SHAPE = (28, 28)
+from gan.config import CHANNELS
+
+IMAGE_SHAPE = (28, 28)  # one channel; C channels are [28, 28, C] (image_shape)
 NUM_CLASSES = 10
 LABEL_EMBEDDING = 32  # size of the generator's label embedding
 MODELS = ("mlp", "mlp_large", "dcgan")
@@ -70,23 +72,31 @@ class MinibatchStddev(keras.layers.Layer):
         return {**super().get_config(), "group_size": self.group_size}
 
 
+def image_shape(channels=1):
+    """Shape of one image: (28, 28) for one channel (the MNIST models'), else (28, 28, C)."""
+    return IMAGE_SHAPE if channels == 1 else (*IMAGE_SHAPE, channels)
+
+
 def _leaky():
     return keras.layers.LeakyReLU(negative_slope=0.2)
 
 
-def _generator_trunk(model):
-    """Layers mapping the generator input [B, noise_dim (+ embedding)] to images [B, 28, 28]."""
+def _generator_trunk(model, channels=1):
+    """Layers mapping the generator input [B, noise_dim (+ embedding)] to images
+    [B, 28, 28] (channels 1) or [B, 28, 28, C]."""
+    shape = image_shape(channels)
     if model == "mlp":
         return [keras.layers.Dense(256, activation="relu"),
-                keras.layers.Dense(784, activation="sigmoid"),
-                keras.layers.Reshape(IMAGE_SHAPE)]
+                keras.layers.Dense(784 * channels, activation="sigmoid"),
+                keras.layers.Reshape(shape)]
     if model == "mlp_large":
         # Batch norm on the wide layer, as in common MLP GANs: without it this G falls
         # behind D within a few thousand steps (D's loss -> 0).
         return [keras.layers.Dense(256), _leaky(),
                 keras.layers.Dense(512, use_bias=False), keras.layers.BatchNormalization(),
                 _leaky(),
-                keras.layers.Dense(784, activation="sigmoid"), keras.layers.Reshape(IMAGE_SHAPE)]
+                keras.layers.Dense(784 * channels, activation="sigmoid"),
+                keras.layers.Reshape(shape)]
     if model == "dcgan":
         c1, c2 = DCGAN_CHANNELS
         return [
@@ -97,14 +107,15 @@ def _generator_trunk(model):
             keras.layers.Conv2DTranspose(c2, 4, strides=2, padding="same", use_bias=False),
             keras.layers.BatchNormalization(),
             keras.layers.ReLU(),
-            keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="sigmoid"),
-            keras.layers.Reshape(IMAGE_SHAPE),
+            keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+                                         activation="sigmoid"),
+            keras.layers.Reshape(shape),
         ]
     raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
 
 
-def _discriminator_trunk(model, spectral_norm):
-    """Layers mapping images [B, 28, 28] to features [B, F]."""
+def _discriminator_trunk(model, spectral_norm, channels=1):
+    """Layers mapping images [B, 28, 28] (channels 1) or [B, 28, 28, C] to features [B, F]."""
     sn = lambda layer: _maybe_sn(layer, spectral_norm)  # noqa: E731
     if model == "mlp":
         return [keras.layers.Flatten(), sn(keras.layers.Dense(256, activation="relu"))]
@@ -115,7 +126,7 @@ def _discriminator_trunk(model, spectral_norm):
     if model == "dcgan":
         c1, c2 = DCGAN_CHANNELS
         return [
-            keras.layers.Reshape((*IMAGE_SHAPE, 1)),
+            keras.layers.Reshape((*IMAGE_SHAPE, channels)),
             sn(keras.layers.Conv2D(c2, 4, strides=2, padding="same")), _leaky(),  # 14x14
             sn(keras.layers.Conv2D(c1, 4, strides=2, padding="same")), _leaky(),  # 7x7
             keras.layers.Flatten(),
@@ -123,10 +134,11 @@ def _discriminator_trunk(model, spectral_norm):
     raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
 
 
-def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NUM_CLASSES):
+def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NUM_CLASSES,
+                   channels=1):
     """Generator: noise [B, noise_dim] (and labels int32 [B] in 0..num_classes-1 if
-    conditional) -> images [B, 28, 28] in [0, 1]."""
-    trunk = _generator_trunk(model)
+    conditional) -> images [B, 28, 28] in [0, 1] ([B, 28, 28, C] for channels C > 1)."""
+    trunk = _generator_trunk(model, channels)
     if not conditional:
         return keras.Sequential([keras.Input((noise_dim,)), *trunk], name="generator")
     noise = keras.Input((noise_dim,), name="noise")
@@ -139,19 +151,22 @@ def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NU
 
 
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
-                        spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES):
+                        spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES,
+                        channels=1):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
     conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
-    unbounded score.
+    unbounded score. channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
+    images' channels: gan.step.pack).
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4)."""
-    trunk = _discriminator_trunk(model, spectral_norm)
+    trunk = _discriminator_trunk(model, spectral_norm, channels)
     if minibatch_std:
         trunk.append(MinibatchStddev(MINIBATCH_STD_GROUP))
     activation = "sigmoid" if probability_output else None
     if not conditional:
         head = _maybe_sn(keras.layers.Dense(1, activation=activation), spectral_norm)
-        return keras.Sequential([keras.Input(IMAGE_SHAPE), *trunk, head], name="discriminator")
-    images = keras.Input(IMAGE_SHAPE, name="images")
+        return keras.Sequential([keras.Input(image_shape(channels)), *trunk, head],
+                                name="discriminator")
+    images = keras.Input(image_shape(channels), name="images")
     labels = keras.Input((), dtype="int32", name="labels")
     h = images
     for layer in trunk:
@@ -192,7 +207,8 @@ def build_generator(architecture):
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
     return make_generator(model, architecture["noise_dim"], is_conditional(architecture),
-                          architecture.get("clusters") or NUM_CLASSES)
+                          architecture.get("clusters") or NUM_CLASSES,
+                          CHANNELS.get(architecture.get("dataset"), 1))
 
 
 def is_conditional(architecture):

@@ -143,9 +143,10 @@ class Progress:
 
 
 def _summary_row(strip):
-    """A strip float [N, 28, 28] as TensorBoard's image batch: one row, [1, H, W, 1]."""
+    """A strip float [N, 28, 28] (or colour [N, 28, 28, 3]) as TensorBoard's image batch: one
+    row, [1, H, W, 1] (or [1, H, W, 3])."""
     row = images.grid(np.asarray(strip, np.float32), cols=len(strip))
-    return row[np.newaxis, :, :, np.newaxis]
+    return row[np.newaxis, ..., np.newaxis] if row.ndim == 2 else row[np.newaxis]
 
 
 # --- everything together, as train() uses it -----------------------------------------------
@@ -159,6 +160,7 @@ class RunMonitor:
     def __init__(self, config, start_step, log=print):
         self.logs_dir = config.resolved_logs_dir()
         self.image_dir = config.image_dir
+        self.image_shape = (28, 28) + ((config.channels,) if config.channels > 1 else ())
         self.total = config.epochs
         self.log = log
         self.history = HistoryFile(os.path.join(self.logs_dir, HISTORY_FILE), start_step)
@@ -215,7 +217,7 @@ class RunMonitor:
         self._scalar_summaries.get_concrete_function(
             tf.TensorSpec([], tf.int64),
             {name: scalar for name in (*metric_names, "steps_per_sec")})
-        row = _summary_row(np.zeros((num_images, 28, 28), np.float32))
+        row = _summary_row(np.zeros((num_images, *self.image_shape), np.float32))
         self._image_summary.get_concrete_function(tf.TensorSpec([], tf.int64),
                                                   tf.TensorSpec(row.shape, tf.float32))
 

@@ -3,7 +3,9 @@
 `train_step` is the whole iteration: draw the noise, update D (d_steps times), update G,
 move the EMA copy. XLA, the K-step loop and tf.distribute wrap it from outside (gan.loop).
 
-Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1], D outputs [B, 1].
+Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1] ([B, 28, 28, C] with C
+channels), D outputs [B, 1]; with --pack=k D sees B/k packs [B/k, 28, 28, k*C] (`pack`) and
+outputs [B/k, 1].
 """
 
 import contextlib
@@ -26,11 +28,12 @@ class StepOptions:
     noise_dim: int = 100
     conditional: bool = False  # G and D take labels int32 [B]
     num_classes: int = models.NUM_CLASSES  # labels are 0..num_classes-1
+    pack: int = 1  # D judges packs of this many samples (PacGAN); 1 = off
 
     @classmethod
     def from_config(cls, config):
         return cls(config.loss, config.gp_weight, config.d_steps, config.ema_decay,
-                   config.noise_dim, config.conditional, config.num_classes)
+                   config.noise_dim, config.conditional, config.num_classes, config.pack)
 
 
 class TrainState(tf.train.Checkpoint):
@@ -104,11 +107,11 @@ def _build_networks(config):
     """(generator, discriminator, [g_optimizer, d_optimizer], ema_generator or None)."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
     generator = models.make_generator(config.model, config.noise_dim, config.conditional,
-                                      config.num_classes)
+                                      config.num_classes, config.channels)
     discriminator = models.make_discriminator(
         config.model, config.conditional, probability_output=config.loss == "bce",
         spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
-        num_classes=config.num_classes)
+        num_classes=config.num_classes, channels=config.channels * config.pack)
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -119,7 +122,7 @@ def _build_networks(config):
     ema_generator = None
     if config.ema:  # built last, so the default run's initial weights are unchanged
         ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional,
-                                              config.num_classes)
+                                              config.num_classes, config.channels)
         ema_generator.set_weights(generator.get_weights())
     return generator, discriminator, optimizers, ema_generator
 
@@ -195,10 +198,13 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     if opts.loss == "wgan-gp" and alpha is None:  # a direct call: draw them here
         alpha = losses.interpolation_weights(state.rng, batch)
     with tf.GradientTape() as tape:
-        # One pass over [real; fake] (2B images), as the original's train_on_batch did.
-        out = models.call(d, tf.concat([real_images, fake_images], axis=0), both_labels,
+        # One pass over [real; fake] (2B images), as the original's train_on_batch did. With
+        # --pack=k: [real packs; fake packs], 2B/k packs, each of k real or of k fake images.
+        real_packs, fake_packs = pack(real_images, opts.pack), pack(fake_images, opts.pack)
+        out = models.call(d, tf.concat([real_packs, fake_packs], axis=0), both_labels,
                           training=True)
-        out_real, out_fake = out[:batch], out[batch:]
+        packs = tf.shape(real_packs)[0]
+        out_real, out_fake = out[:packs], out[packs:]
         d_loss = losses.discriminator_loss(opts.loss, out_real, out_fake)
         if opts.loss == "wgan-gp":
             critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
@@ -218,12 +224,26 @@ def generator_step(state, noise, fake_labels=None):
     g, d = state.generator, state.discriminator
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
-        g_loss = losses.generator_loss(state.options.loss,
-                                       models.call(d, fakes, fake_labels, training=True))
+        g_loss = losses.generator_loss(
+            state.options.loss,
+            models.call(d, pack(fakes, state.options.pack), fake_labels, training=True))
         target = gradient_target(g_loss, state.g_optimizer)
     state.g_optimizer.apply_gradients(
         zip(tape.gradient(target, g.trainable_variables), g.trainable_variables))
     return {"g_loss": g_loss}
+
+
+def pack(images, k):
+    """PacGAN's packs: images [k*P, 28, 28, C] (or [k*P, 28, 28], C = 1) -> [P, 28, 28, k*C],
+    pack p holding images p*k .. p*k+k-1 one after another along the channels (image
+    p*k + j in channels j*C .. j*C+C-1). k = 1 returns the images unchanged."""
+    if k == 1:
+        return images
+    if images.shape.rank == 3:
+        images = images[..., tf.newaxis]
+    height, width, channels = images.shape[1:]
+    grouped = tf.reshape(images, [-1, k, height, width, channels])  # [P, k, 28, 28, C]
+    return tf.reshape(tf.transpose(grouped, [0, 2, 3, 1, 4]), [-1, height, width, k * channels])
 
 
 def gradient_target(loss, optimizer):

@@ -30,7 +30,9 @@ flags.DEFINE_integer("noise_dim", DEFAULTS.noise_dim, "Size of the generator's n
 flags.DEFINE_string("model", DEFAULTS.model,
                     "Architecture: 'mlp' is the original's; 'mlp_large' a deeper, wider MLP "
                     "with LeakyReLU; 'dcgan' convolutional (see gan/models.py).")
-flags.DEFINE_string("dataset", DEFAULTS.dataset, "TFDS dataset: mnist or fashion_mnist.")
+flags.DEFINE_string("dataset", DEFAULTS.dataset,
+                    "TFDS dataset: mnist or fashion_mnist; or stacked_mnist (three random MNIST "
+                    "digits as the channels of one 28x28x3 image: 1,000 modes; gan.stacked).")
 flags.DEFINE_string(
     "data_dir", None,
     "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets). See "
@@ -111,6 +113,10 @@ flags.DEFINE_string("strategy", DEFAULTS.strategy,
 flags.DEFINE_integer("cpu_devices", DEFAULTS.cpu_devices,
                      "Split the CPU into this many logical devices (0 = off), e.g. to run "
                      "--strategy=mirrored on a machine without GPUs.")
+flags.DEFINE_integer("pack", DEFAULTS.pack,
+                     "PacGAN: D judges packs of this many samples (real with real, fake with "
+                     "fake) concatenated along the channels; 1 = off. --batch_size counts "
+                     "images and must be a multiple of it.")
 flags.DEFINE_bool("mixed_precision", DEFAULTS.mixed_precision,
                   "Compute in float16 (Keras policy mixed_float16; variables and losses stay "
                   "float32) with dynamic loss scaling; for GPUs. Part of the checkpoint: a "

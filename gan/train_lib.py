@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from gan import actions as actions_lib
 from gan import (checkpoints, compilation, data, distribute, images, inference, interrupts,
-                 loop, monitor)
+                 loop, monitor, stacked)
 from gan import step as step_lib
 
 NonFiniteLossError = actions_lib.NonFiniteLossError  # what train() raises on NaN/Inf
@@ -81,7 +81,7 @@ def _train(config, strategy, save_to, log):
         # loop's own, which are part of the key of XLA's compilation cache.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             compiled = pool.submit(loop.compile_loop, state, config, strategy, log)
-            renderer = images.StripRenderer(config.num_images)
+            renderer = images.StripRenderer(config.num_images, channels=config.channels)
             multi_step = compiled.result()
         # After the checkpoint checks: a refused resume or a finished run needs no data.
         train_images, train_labels = load_training_data(config, state)
@@ -138,7 +138,8 @@ def load_training_data(config, state):
     """(images uint8/float [N, 28, 28], labels int [N]) of the training split. With
     --clusters the labels are k-means cluster ids (the digits are never used), and the
     clusters' shares go into state.cluster_prior, which sampling draws from."""
-    train_images, train_labels = data.load_split(config.dataset, "train", config.data_dir)
+    source = "mnist" if config.dataset == "stacked_mnist" else config.dataset  # stacked on the fly
+    train_images, train_labels = data.load_split(source, "train", config.data_dir)
     if config.clusters:
         train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
         state.cluster_prior.assign(
@@ -169,8 +170,11 @@ def training_elements(images, labels, config, start):
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
     images, labels = tf.constant(images), tf.constant(labels)  # one copy for both streams
 
+    make_batches = (stacked.make_batches if config.dataset == "stacked_mnist"
+                    else data.make_batches)
+
     def make(first):
-        return data.make_batches(images, labels, batch, config.seed, first, k)
+        return make_batches(images, labels, batch, config.seed, first, k)
 
     aligned = start
     if (start - 1) % config.save_every:

@@ -1,0 +1,159 @@
+"""Stacked MNIST (gan.stacked) and PacGAN's packing (--pack): stream, models, step,
+evaluation and a whole tiny run."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from gan import config as config_lib
+from gan import models, stacked, train_lib
+from gan import step as step_lib
+
+
+def indexed_digits(n=50):
+    """Images whose pixels all equal their index (uint8 [n, 28, 28]) and labels index % 10,
+    so a stacked image tells which digits it was made of."""
+    images = np.arange(n, dtype=np.uint8)[:, None, None].repeat(28, 1).repeat(28, 2)
+    return images, np.arange(n, dtype=np.int32) % 10
+
+
+def stream(seed, start_step, steps, batch=8, n=50):
+    """(channel indices int [steps, batch, 3], labels [steps, batch]) of the stream."""
+    images, labels = indexed_digits(n)
+    ds = stacked.make_batches(images, labels, batch, seed, start_step, steps_per_element=1)
+    xs, ys = zip(*[(x.numpy()[0], y.numpy()[0]) for x, y in ds.take(steps)])
+    indices = np.rint(np.stack(xs)[:, :, 0, 0, :] * 255).astype(int)  # one pixel per channel
+    return indices, np.stack(ys)
+
+
+def test_stream_shapes_and_labels_are_the_channels_digits():
+    images, labels = indexed_digits()
+    x, y = next(iter(stacked.make_batches(images, labels, 8, 0, steps_per_element=4)))
+    assert x.shape == (4, 8, 28, 28, 3) and x.dtype == tf.float32 and y.shape == (4, 8)
+    indices, labels_seen = stream(0, 0, 10)
+    digits = labels[indices]  # [steps, B, 3]
+    assert np.array_equal(labels_seen, 100 * digits[..., 0] + 10 * digits[..., 1] + digits[..., 2])
+    # The three channels are drawn independently, not the same digit three times.
+    assert np.mean(indices[..., 0] == indices[..., 1]) < 0.2
+
+
+def test_stream_is_a_function_of_seed_and_step_so_resume_sees_the_same_batches():
+    full, full_labels = stream(seed=5, start_step=0, steps=20)
+    resumed, resumed_labels = stream(seed=5, start_step=13, steps=7)
+    assert np.array_equal(full[13:], resumed) and np.array_equal(full_labels[13:], resumed_labels)
+    assert np.array_equal(full, stream(seed=5, start_step=0, steps=20)[0])
+    assert not np.array_equal(full, stream(seed=6, start_step=0, steps=20)[0])
+    # Each channel goes through every digit once per epoch (50 digits = 6.25 steps of 8).
+    assert sorted(full[:6, :, 2].ravel().tolist() + full[6, :2, 2].tolist()) == list(range(50))
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_models_take_channels_and_packs(name):
+    g = models.make_generator(name, 16, channels=3)
+    images = g(tf.random.normal([4, 16]))
+    assert images.shape == (4, 28, 28, 3)
+    d = models.make_discriminator(name, channels=6)
+    assert d(step_lib.pack(images, 2)).shape == (2, 1)
+    # One channel: the MNIST models' shapes and sizes, as before.
+    assert models.make_generator(name, 16)(tf.zeros([2, 16])).shape == (2, 28, 28)
+    assert models.make_discriminator(name)(tf.zeros([2, 28, 28])).shape == (2, 1)
+
+
+def test_original_models_keep_their_parameter_counts():
+    assert models.make_generator("mlp").count_params() == 227_344
+    assert models.make_discriminator("mlp").count_params() == 201_217
+
+
+def test_pack_concatenates_consecutive_images_along_the_channels():
+    x = tf.reshape(tf.range(6 * 28 * 28 * 3, dtype=tf.float32), [6, 28, 28, 3])
+    packed = step_lib.pack(x, 3).numpy()
+    assert packed.shape == (2, 28, 28, 9)
+    for p in range(2):
+        for j in range(3):
+            assert np.array_equal(packed[p, ..., 3 * j:3 * j + 3], x.numpy()[3 * p + j])
+    gray = step_lib.pack(tf.zeros([4, 28, 28]), 2)
+    assert gray.shape == (2, 28, 28, 2)
+    assert step_lib.pack(x, 1) is x
+
+
+def test_real_packs_hold_only_real_images_and_fake_packs_only_fakes(monkeypatch):
+    state = step_lib.create_state(config_lib.TrainConfig(dataset="stacked_mnist", pack=2,
+                                                         model="dcgan", batch_size=8))
+    seen = []
+    call = models.call
+
+    def recording_call(model, x, labels=None, training=False):
+        if model is state.discriminator:
+            seen.append(x.numpy())
+        return call(model, x, labels, training)
+
+    monkeypatch.setattr(models, "call", recording_call)
+    step_lib.discriminator_step(state, tf.ones([8, 28, 28, 3]), tf.random.normal([8, 100]))
+    step_lib.generator_step(state, tf.random.normal([8, 100]))
+    d_input, g_input = seen
+    assert d_input.shape == (8, 28, 28, 6)  # 4 real packs, then 4 fake packs
+    assert np.all(d_input[:4] == 1.0)  # real images are all ones
+    assert np.all(d_input[4:] < 1.0)  # the sigmoid's fakes never are
+    assert g_input.shape == (4, 28, 28, 6) and np.all(g_input < 1.0)
+
+
+def test_pack_is_recorded_in_the_architecture_only_when_set():
+    assert "pack" not in json.loads(config_lib.TrainConfig().architecture())
+    assert json.loads(config_lib.TrainConfig(pack=2).architecture())["pack"] == 2
+
+
+@pytest.mark.parametrize("bad, flag", [
+    (dict(pack=0), "--pack"),
+    (dict(pack=3, batch_size=32), "--pack"),
+    (dict(pack=2, conditional=True), "--pack"),
+    (dict(pack=2, loss="wgan-gp"), "--pack"),
+    (dict(dataset="stacked_mnist", conditional=True), "--dataset=stacked_mnist"),
+])
+def test_bad_pack_and_stacked_options_name_their_flag(bad, flag):
+    with pytest.raises(ValueError, match=flag):
+        config_lib.TrainConfig(**bad).validate()
+
+
+def test_mode_metrics_known_answers():
+    one = stacked.mode_metrics(np.full(26000, 345))
+    assert one["modes_covered"] == 1 and one["kl"] == pytest.approx(math.log(1000))
+    even = stacked.mode_metrics(np.tile(np.arange(1000), 26))
+    assert even["modes_covered"] == 1000 and even["kl"] == pytest.approx(0.0, abs=1e-12)
+    half = stacked.mode_metrics(np.arange(500))
+    assert half["modes_covered"] == 500 and half["kl"] == pytest.approx(math.log(2))
+
+
+def test_real_triples_cover_the_modes_and_one_repeated_triple_covers_one(mnist_train, data_dir):
+    images, labels = mnist_train
+    x, y = next(iter(stacked.make_batches(images, labels, 8000, seed=1)))
+    x, y = x.numpy()[0], y.numpy()[0]
+    triples = stacked.classify_triples(x)
+    assert np.mean(triples == y) > 0.95  # the classifier reads each channel's digit
+    real = stacked.evaluate_images(x)
+    assert real["modes_covered"] >= 990
+    repeated = stacked.evaluate_images(np.repeat(x[:1], 1000, axis=0))
+    assert repeated["modes_covered"] == 1
+    assert repeated["kl"] == pytest.approx(math.log(1000))
+    floor = stacked.real_floor(26000, data_dir)
+    assert floor["modes_covered"] >= 990 and floor["kl"] < 0.05
+
+
+def test_tiny_packed_run_on_stacked_mnist_writes_a_colour_strip(tmp_path, data_dir):
+    config = config_lib.TrainConfig(
+        dataset="stacked_mnist", pack=2, model="dcgan", batch_size=8, epochs=3, save_every=2,
+        checkpoint_every=3, steps_per_call=2, xla=False, quiet=True, data_dir=data_dir,
+        eval_every=3, eval_samples=50,
+        image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
+    lines = []
+    state = train_lib.train(config, log=lines.append)
+    assert int(state.step.numpy()) == 3
+    assert state.discriminator(tf.zeros([1, 28, 28, 6])).shape == (1, 1)  # packs of 2 x RGB
+    with Image.open(tmp_path / "img" / "generated_2.png") as strip:
+        assert strip.mode == "RGB" and strip.size == (1000, 100)
+        pixels = np.asarray(strip).astype(int)
+    assert np.any(pixels[..., 0] != pixels[..., 1])  # colour, not gray
+    assert any(line.startswith("eval at epoch 3") and "modes=" in line for line in lines)
