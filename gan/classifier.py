@@ -1,11 +1,13 @@
-"""The MNIST classifier that judges generated digits, and its committed weights.
+"""The classifiers that judge generated images, one per dataset, and their committed weights.
 
-A small CNN (121,994 parameters, ~0.5 MB of weights):
+One small CNN (121,994 parameters, ~0.5 MB of weights), trained once on MNIST digits and
+once on Fashion-MNIST clothes:
   x[28,28] -> Conv 32 3x3 ReLU [26,26] -> MaxPool 2 [13,13] -> Conv 64 3x3 ReLU [11,11]
            -> Conv 64 3x3 ReLU [9,9] -> MaxPool 2 [4,4] -> Flatten [1024]
            -> Dense 64 ReLU ("features", the penultimate layer) -> Dense 10 softmax
-Its weights are committed in gan/assets so evaluation needs no training and no network and
-gives the same numbers everywhere; `python -m gan.train_classifier` reproduces them.
+The weights of each are committed in gan/assets so evaluation needs no training and no
+network and gives the same numbers everywhere; `python -m gan.train_classifier
+--dataset=<name>` reproduces them.
 """
 
 import functools
@@ -17,8 +19,12 @@ import tensorflow as tf
 
 from gan import files
 
-WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets",
-                            "mnist_classifier.weights.h5")
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+# dataset (as gan.data.DATASETS) -> its classifier's committed weights
+WEIGHTS_PATHS = {name: os.path.join(ASSETS_DIR, f"{name}_classifier.weights.h5")
+                 for name in ("mnist", "fashion_mnist")}
+WEIGHTS_PATH = WEIGHTS_PATHS["mnist"]
+DATASETS = tuple(WEIGHTS_PATHS)
 FEATURES_LAYER = "features"
 NUM_CLASSES = 10
 
@@ -56,9 +62,14 @@ def save_weights(model, path):
     files.atomic_write(path, write)
 
 
-@functools.lru_cache(maxsize=2)
 def load_classifier(path=WEIGHTS_PATH):
-    """The trained classifier (cached per process); FileNotFoundError names the file."""
+    """The trained classifier (cached per process and file); FileNotFoundError names the
+    file."""
+    return _load_classifier(os.path.abspath(path))  # one cache entry per file, however named
+
+
+@functools.lru_cache(maxsize=4)
+def _load_classifier(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"classifier weights not found at {path}; run `python -m gan.train_classifier` "
@@ -66,6 +77,19 @@ def load_classifier(path=WEIGHTS_PATH):
     model = build_classifier()
     model.load_weights(path)
     return model
+
+
+def weights_path(dataset):
+    """The committed weights of `dataset`'s classifier; ValueError naming --dataset if it has
+    none."""
+    if dataset not in WEIGHTS_PATHS:
+        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got '{dataset}'")
+    return WEIGHTS_PATHS[dataset]
+
+
+def for_dataset(dataset="mnist"):
+    """The committed classifier of `dataset` (cached per process, as load_classifier)."""
+    return load_classifier(weights_path(dataset))
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,7 +101,7 @@ def make_feature_fn(model):
 
 def features_and_probs(images, model=None, batch_size=1000):
     """Penultimate-layer features [N, 64] and class probabilities [N, 10] (float64 numpy)
-    of images [N, 28, 28] in [0, 1], in batches; `model` defaults to the committed one."""
+    of images [N, 28, 28] in [0, 1], in batches; `model` defaults to the committed MNIST one."""
     fn = make_feature_fn(model if model is not None else load_classifier())
     images = np.asarray(images, np.float32)
     features, probs = [], []

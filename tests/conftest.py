@@ -38,6 +38,15 @@ def data_dir():
 
 
 @pytest.fixture(scope="session")
+def fashion_data_dir():
+    """A TFDS folder holding fashion_mnist/3.0.1 (tests named ..._real_fashion_mnist)."""
+    folder = os.environ.get("TFDS_DATA_DIR") or os.path.join(SHARED_DATA, "tensorflow_datasets")
+    if not os.path.isdir(os.path.join(folder, "fashion_mnist")):
+        pytest.skip("no prepared Fashion-MNIST: set TFDS_DATA_DIR (see ../shared/data/README.md)")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def idx_dir():
     folder = os.path.join(SHARED_DATA, "mnist")
     if not os.path.isfile(os.path.join(folder, "train-images-idx3-ubyte.gz")):
