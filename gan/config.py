@@ -94,9 +94,6 @@ class TrainConfig:
             raise ValueError(f"--eval_every must be 0 (off) or positive, got {self.eval_every}")
         if self.eval_samples < 10:  # eval_lib.MIN_IMAGES; a 3-NN manifold needs a few points
             raise ValueError(f"--eval_samples must be at least 10, got {self.eval_samples}")
-        if self.eval_every and self.dataset not in ("mnist", "stacked_mnist"):
-            raise ValueError("--eval_every needs --dataset=mnist or stacked_mnist: the "
-                             f"evaluator is an MNIST classifier, not one for {self.dataset}")
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
         if self.loss not in LOSSES:

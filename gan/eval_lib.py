@@ -1,9 +1,11 @@
-"""Evaluation of generated digits against the MNIST test split, in the classifier's features.
+"""Evaluation of generated images against a dataset's test split, in the features of that
+dataset's classifier (gan.classifier: MNIST digits, or Fashion-MNIST clothes).
 
-`evaluate_images(images)` gives every metric of gan.metrics for images [N, 28, 28] in [0, 1];
-`real_floor(n)` gives the same for n real training digits: what a perfect generator would
-reach with n samples (the metrics are biased by sample size, so compare at equal n). Also:
-loading images from a .npy or a PNG folder, restoring a generator from a checkpoint, the
+`evaluate_images(images, dataset=...)` gives every metric of gan.metrics for images
+[N, 28, 28] in [0, 1]; `real_floor(n, dataset=...)` gives the same for n real training
+images of the dataset: what a perfect generator would reach with n samples (the metrics are
+biased by sample size, so compare at equal n). Also:
+loading images from a .npy or a PNG folder, which dataset a checkpoint is judged as, the
 printed table, and the one-line summary that training logs.
 """
 
@@ -33,10 +35,15 @@ ROWS = {
 }
 
 
+# dataset -> words of the printed table: its name, one class, its classes, its real images
+WORDS = {"mnist": ("MNIST", "digit", "digits", "real digits"),
+         "fashion_mnist": ("Fashion-MNIST", "class", "classes", "real images")}
+
+
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """The MNIST test split in classifier space: features [N, 64], their mean and covariance,
-    and each point's distance to its K_NEAREST-th neighbour (the real manifold)."""
+    """A dataset's test split in its classifier's space: features [N, 64], their mean and
+    covariance, and each point's distance to its K_NEAREST-th neighbour (the real manifold)."""
 
     features: np.ndarray
     mean: np.ndarray
@@ -44,17 +51,20 @@ class Reference:
     radii: np.ndarray
 
 
-@functools.lru_cache(maxsize=2)
-def _reference(data_dir):
-    images, _ = data.load_split("mnist", "test", data_dir)
-    features, _ = classifier.features_and_probs(images / 255.0)
+@functools.lru_cache(maxsize=4)
+def _reference(data_dir, dataset):
+    images, _ = data.load_split(dataset, "test", data_dir)
+    features, _ = classifier.features_and_probs(images / 255.0,
+                                                classifier.for_dataset(dataset))
     return Reference(features, *metrics.mean_and_covariance(features),
                      metrics.knn_radii(features, K_NEAREST))
 
 
-def reference(data_dir=None):
-    """The test-split Reference, computed once per process and data folder."""
-    return _reference(data.resolve_data_dir(data_dir))
+def reference(data_dir=None, dataset="mnist"):
+    """The test-split Reference of `dataset`, computed once per process, data folder and
+    dataset."""
+    classifier.weights_path(dataset)  # ValueError naming --dataset before any data is read
+    return _reference(data.resolve_data_dir(data_dir), dataset)
 
 
 def check_images(images, source="images"):
@@ -129,30 +139,58 @@ def metrics_of(features, probs, ref, kid_subsets=100):
     }
 
 
-def evaluate_images(images, data_dir=None, labels=None):
-    """All metrics of images [N, 28, 28] (see check_images) against the MNIST test split.
-    With labels (int [N], the digits a class-conditional generator was asked for) also
-    "label_accuracy": per digit, the fraction of its samples classified as that digit."""
+def evaluate_images(images, data_dir=None, labels=None, dataset="mnist"):
+    """All metrics of images [N, 28, 28] (see check_images) against `dataset`'s test split,
+    judged by its classifier. With labels (int [N], the classes a class-conditional
+    generator was asked for) also "label_accuracy": per class, the fraction of its samples
+    classified as that class."""
     images = check_images(images)
-    features, probs = classifier.features_and_probs(images)
-    result = metrics_of(features, probs, reference(data_dir))
+    ref = reference(data_dir, dataset)
+    features, probs = classifier.features_and_probs(images, classifier.for_dataset(dataset))
+    result = metrics_of(features, probs, ref)
     if labels is not None:
         result["label_accuracy"] = [round(a, 4) for a in label_accuracy(probs, labels)]
     return result
 
 
 @functools.lru_cache(maxsize=4)
-def _real_floor(num_samples, data_dir):
-    images, _ = data.load_split("mnist", "train", data_dir)
+def _real_floor(num_samples, data_dir, dataset):
+    images, _ = data.load_split(dataset, "train", data_dir)
     chosen = np.random.default_rng(FLOOR_SEED).choice(len(images), num_samples, replace=False)
-    return evaluate_images(images[np.sort(chosen)], data_dir)
+    return evaluate_images(images[np.sort(chosen)], data_dir, dataset=dataset)
 
 
-def real_floor(num_samples=DEFAULT_NUM_SAMPLES, data_dir=None):
-    """The metrics of `num_samples` (at most 60,000) random MNIST training digits against the
-    test split: the best a generator can expect at that sample size. Cached per process."""
+def real_floor(num_samples=DEFAULT_NUM_SAMPLES, data_dir=None, dataset="mnist"):
+    """The metrics of `num_samples` (at most 60,000) random training images of `dataset`
+    against its test split: the best a generator can expect at that sample size. Cached per
+    process."""
+    classifier.weights_path(dataset)  # ValueError naming --dataset before any data is read
     return _real_floor(min(int(num_samples), data.SPLIT_SIZES["train"]),
-                       data.resolve_data_dir(data_dir))
+                       data.resolve_data_dir(data_dir), dataset)
+
+
+# What gan.evaluate judges: a classifier's datasets, and Stacked MNIST (each channel by the
+# MNIST classifier, gan.stacked; checkpoints only).
+JUDGED = (*classifier.DATASETS, "stacked_mnist")
+
+
+def checkpoint_dataset(architecture):
+    """The dataset a checkpoint's generator was trained on (its architecture dict)."""
+    return architecture.get("dataset", "mnist")
+
+
+def resolve_dataset(asked, architecture=None):
+    """The dataset to judge by: --dataset (`asked`, None if not given), else the checkpoint's
+    (`architecture`), else mnist. ValueError naming --dataset if it is unknown or is not the
+    one the checkpoint's generator was trained on."""
+    trained_on = checkpoint_dataset(architecture) if architecture is not None else None
+    dataset = asked or trained_on or "mnist"
+    if dataset not in JUDGED:
+        raise ValueError(f"--dataset must be one of {', '.join(JUDGED)}, got '{dataset}'")
+    if trained_on is not None and dataset != trained_on:
+        raise ValueError(f"--dataset={dataset}, but the generator was trained on {trained_on}; "
+                         f"judge it with --dataset={trained_on} (or leave the flag out)")
+    return dataset
 
 
 def sample_images(generator, num_samples, seed=0, truncation=0.0, labels=None):
@@ -169,7 +207,7 @@ def sample_images(generator, num_samples, seed=0, truncation=0.0, labels=None):
 
 
 def label_accuracy(probs, labels):
-    """For each digit d, the fraction of the samples asked to be d that the classifier
+    """For each class d, the fraction of the samples asked to be d that the classifier
     (probabilities [N, 10]) calls d: a list of 10 floats (NaN where none was asked)."""
     predicted = np.argmax(probs, axis=1)
     labels = np.asarray(labels)
@@ -177,21 +215,23 @@ def label_accuracy(probs, labels):
             for d in range(classifier.NUM_CLASSES)]
 
 
-def format_table(generated, floor):
+def format_table(generated, floor, dataset="mnist"):
     """The readable table: one row per metric, generated beside the real floor, then the
-    class mixes in percent."""
-    width = max(len(label) for label, _ in ROWS.values())
-    head = f"real digits ({floor['num_samples']})"
+    class mixes in percent (MNIST's rows speak of digits, other datasets' of classes)."""
+    _, one, many, real = WORDS[dataset]
+    labels = {key: label.replace("digits", many) for key, (label, _) in ROWS.items()}
+    width = max(len(label) for label in labels.values())
+    head = f"{real} ({floor['num_samples']})"
     lines = [f"{'metric':<{width}}  {'generated':>12}  {head:>20}"]
-    for key, (label, fmt) in ROWS.items():
-        lines.append(f"{label:<{width}}  {fmt.format(generated[key]):>12}  "
+    for key, (_, fmt) in ROWS.items():
+        lines.append(f"{labels[key]:<{width}}  {fmt.format(generated[key]):>12}  "
                      f"{fmt.format(floor[key]):>20}")
-    for name, result in (("generated", generated), ("real digits", floor)):
+    for name, result in (("generated", generated), (real, floor)):
         mix = " ".join(f"{d}:{100 * h:4.1f}" for d, h in enumerate(result["class_histogram"]))
         lines.append(f"class mix % ({name}): {mix}")
     if "label_accuracy" in generated:
         asked = " ".join(f"{d}:{100 * a:5.1f}" for d, a in enumerate(generated["label_accuracy"]))
-        lines.append(f"asked digit drawn as asked, %: {asked}")
+        lines.append(f"asked {one} drawn as asked, %: {asked}")
     return "\n".join(lines)
 
 
@@ -203,17 +243,19 @@ def summary_line(generated, floor):
                      f"[{ROWS[key][1].format(floor[key])}]" for key, name in short.items())
 
 
-def evaluate_generator(generator, num_samples, data_dir=None, seed=0, labels=None):
-    """(metrics of num_samples generated images, real floor at the same count); labels:
-    as sample_images."""
+def evaluate_generator(generator, num_samples, data_dir=None, seed=0, labels=None,
+                       dataset="mnist"):
+    """(metrics of num_samples generated images, real floor at the same count), judged by
+    `dataset`'s classifier against its test split; labels: as sample_images."""
     generated = evaluate_images(sample_images(generator, num_samples, seed, labels=labels),
-                                data_dir)
-    return generated, real_floor(num_samples, data_dir)
+                                data_dir, dataset=dataset)
+    return generated, real_floor(num_samples, data_dir, dataset)
 
 
-def training_eval(generator, step, num_samples, data_dir=None, labels=None):
+def training_eval(generator, step, num_samples, data_dir=None, labels=None, dataset="mnist"):
     """What training records every --eval_every steps: the metrics of num_samples samples
-    (always from the same noise, so they compare across steps). Returns (scalars named
+    (always from the same noise, so they compare across steps), judged as images of
+    `dataset` (the run's --dataset). Returns (scalars named
     eval/<metric> for TensorBoard and the history, the log line with the real floor in
     brackets)."""
     images = sample_images(generator, num_samples, labels=labels)
@@ -221,8 +263,8 @@ def training_eval(generator, step, num_samples, data_dir=None, labels=None):
         from gan import stacked
 
         return stacked.training_eval(images, step, data_dir)
-    generated = evaluate_images(images, data_dir)
-    floor = real_floor(num_samples, data_dir)
+    generated = evaluate_images(images, data_dir, dataset=dataset)
+    floor = real_floor(num_samples, data_dir, dataset)
     scalars = {f"eval/{key}": generated[key] for key in ROWS}
     line = (f"eval at epoch {step} ({num_samples} samples; [real floor]): "
             + summary_line(generated, floor))

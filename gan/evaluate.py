@@ -1,12 +1,14 @@
-"""Measure generated digits: `python -m gan.evaluate --checkpoint_dir=checkpoints`.
+"""Measure generated images: `python -m gan.evaluate --checkpoint_dir=checkpoints`.
 
-Samples --num_samples digits from the newest checkpoint's generator (or reads --images, a
-.npy array or a folder of PNGs, from any generator), judges them with the committed MNIST
-classifier against the MNIST test split, and prints a table, beside the same metrics for as
-many real training digits (the floor), then one JSON line. Logic in gan.eval_lib.
+Samples --num_samples images from the newest checkpoint's generator (or reads --images, a
+.npy array or a folder of PNGs, from any generator), judges them with the committed
+classifier of their dataset (--dataset: MNIST digits or Fashion-MNIST clothes) against that
+dataset's test split, and prints a table, beside the same metrics for as many real training
+images (the floor), then one JSON line. Logic in gan.eval_lib.
 
-A Stacked MNIST checkpoint (--dataset=stacked_mnist) is judged by gan.stacked instead: the
-modes covered (of 1,000 digit triples) and KL(samples || uniform), beside real triples.
+A Stacked MNIST checkpoint (trained with --dataset=stacked_mnist) is judged by gan.stacked
+instead: the modes covered (of 1,000 digit triples) and KL(samples || uniform), beside real
+triples.
 """
 
 import json
@@ -32,6 +34,11 @@ flags.DEFINE_float("truncation", 0.0,
                    "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
                    "better-formed digits, less variety); 0 = plain N(0, 1). As gan.sample's.")
 flags.DEFINE_string("json_out", None, "Also write the JSON result to this file (atomically).")
+flags.DEFINE_string("dataset", None,
+                    "What the images are meant to be, which picks the classifier, the test "
+                    "split and the real floor: mnist or fashion_mnist, or stacked_mnist for "
+                    "a checkpoint (default: the dataset the checkpoint's generator was "
+                    "trained on; mnist for --images).")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets).")
 
@@ -60,28 +67,27 @@ def main(argv):
         check_json_out(FLAGS.json_out)
         if not FLAGS.truncation >= 0:
             raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
+        dataset = eval_lib.resolve_dataset(FLAGS.dataset)  # an unknown one fails here
         if FLAGS.images:
             pictures = eval_lib.load_images(FLAGS.images)
             source = {"images": os.path.abspath(FLAGS.images)}
         else:
             generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
-            if architecture.get("dataset") == "stacked_mnist":
+            dataset = eval_lib.resolve_dataset(FLAGS.dataset, architecture)
+            if dataset == "stacked_mnist":
                 return evaluate_stacked(generator, architecture, step)
             FLAGS.num_samples = FLAGS.num_samples or eval_lib.DEFAULT_NUM_SAMPLES
-            if architecture.get("dataset", "mnist") != "mnist":
-                raise checkpoints.CheckpointError(
-                    f"the generator was trained on {architecture['dataset']}; the evaluator "
-                    "judges MNIST digits")
             asked = inference.sampling_labels(architecture, FLAGS.num_samples, FLAGS.seed)
             pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed,
                                               FLAGS.truncation, asked)
             source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
                       "architecture": architecture, "seed": FLAGS.seed,
                       "truncation": FLAGS.truncation}
+        source["dataset"] = dataset
         # A --clusters generator is asked for clusters, not digits: nothing to check.
         labels = None if FLAGS.images or architecture.get("clusters") else asked
-        generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels)
-        floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir)
+        generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels, dataset)
+        floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir, dataset)
     except checkpoints.CheckpointError as e:
         cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: {e}")
     except (ValueError, data.DataUnavailableError) as e:
@@ -89,8 +95,9 @@ def main(argv):
 
     where = (source["images"] if FLAGS.images else
              f"{source['checkpoint_dir']} (step {source['step']})")
-    print(f"{len(pictures)} samples from {where}, against the MNIST test split:")
-    print(eval_lib.format_table(generated, floor))
+    print(f"{len(pictures)} samples from {where}, against the "
+          f"{eval_lib.WORDS[dataset][0]} test split:")
+    print(eval_lib.format_table(generated, floor, dataset))
     line = json.dumps({**source, "generated": generated, "real_floor": floor})
     print(line)
     write_json(line)

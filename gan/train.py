@@ -74,10 +74,10 @@ flags.DEFINE_bool("quiet", DEFAULTS.quiet,
                   "Print no progress lines (start, end and warnings still print).")
 flags.DEFINE_integer(
     "eval_every", DEFAULTS.eval_every,
-    "Every this many epochs, judge --eval_samples generated digits with the MNIST "
-    "classifier and log the metrics of `python -m gan.evaluate` (0 = never).")
+    "Every this many epochs, judge --eval_samples generated images with the classifier of "
+    "--dataset and log the metrics of `python -m gan.evaluate` (0 = never).")
 flags.DEFINE_integer("eval_samples", DEFAULTS.eval_samples,
-                     "Generated digits per --eval_every evaluation.")
+                     "Generated images per --eval_every evaluation.")
 flags.DEFINE_bool("deterministic", DEFAULTS.deterministic,
                   "TensorFlow op determinism: the same seed gives bit-identical weights, also "
                   "after an interruption and resume (slower; see docs/reliability.md).")

@@ -118,11 +118,71 @@ def test_training_logs_evaluations_without_changing_the_run(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("overrides, flag", [
-    (dict(eval_every=-1), "--eval_every"), (dict(eval_samples=5), "--eval_samples"),
-    (dict(eval_every=10, dataset="fashion_mnist"), "--eval_every")])
+    (dict(eval_every=-1), "--eval_every"), (dict(eval_samples=5), "--eval_samples")])
 def test_eval_flags_are_validated(tmp_path, overrides, flag):
     with pytest.raises(ValueError, match=flag):
         tiny_config(tmp_path, None, **overrides).validate()
+
+
+def test_fashion_runs_may_evaluate_as_they_train(tmp_path):
+    tiny_config(tmp_path, None, eval_every=10, dataset="fashion_mnist").validate()
+
+
+@pytest.fixture(scope="module")
+def fashion_test(fashion_data_dir):
+    from gan import data
+
+    return data.load_split("fashion_mnist", "test", fashion_data_dir)
+
+
+def test_fashion_images_are_judged_by_the_fashion_classifier_real_fashion_mnist(
+        fashion_data_dir, fashion_test):
+    images, labels = fashion_test[0][:1000], fashion_test[1][:1000]
+    judged = eval_lib.evaluate_images(images, fashion_data_dir, labels, dataset="fashion_mnist")
+    # Asked for their true classes, real clothes are drawn as asked: the classifier is the
+    # Fashion-MNIST one (the MNIST one calls most of them the wrong "digit").
+    assert np.nanmean(judged["label_accuracy"]) >= 0.9 and min(judged["label_accuracy"]) > 0.6
+    assert judged["modes_covered"] == 10 and judged["classifier_score"] > 8.0
+    as_digits = eval_lib.evaluate_images(images, fashion_data_dir, labels, dataset="mnist")
+    assert np.nanmean(as_digits["label_accuracy"]) < 0.5
+    # The floor is real Fashion-MNIST training images against the Fashion-MNIST test split:
+    # real against real, so realism and variety are high and other real images land at it.
+    floor = eval_lib.real_floor(1000, fashion_data_dir, dataset="fashion_mnist")
+    assert floor["precision"] > 0.6 and floor["recall"] > 0.6
+    assert judged["fd"] < 2 * floor["fd"]
+    assert floor != eval_lib.real_floor(1000, fashion_data_dir)  # the MNIST floor
+    with pytest.raises(ValueError, match="--dataset must be one of .*, got 'cifar10'"):
+        eval_lib.real_floor(1000, fashion_data_dir, dataset="cifar10")
+
+
+def test_training_evaluates_fashion_runs_with_the_fashion_classifier_real_fashion_mnist(
+        tmp_path, fashion_data_dir):
+    logs = []
+    train_lib.train(tiny_config(tmp_path, fashion_data_dir, dataset="fashion_mnist", epochs=20,
+                                eval_every=20, eval_samples=200), log=logs.append)
+    line = [line for line in logs if line.startswith("eval at epoch 20")][0]
+    fashion = eval_lib.real_floor(200, fashion_data_dir, dataset="fashion_mnist")
+    mnist = eval_lib.real_floor(200, fashion_data_dir)
+    # The bracketed floor of every figure is Fashion-MNIST's, not MNIST's.
+    for key, name in (("fd", "fd"), ("precision", "precision"), ("recall", "recall")):
+        shown = eval_lib.ROWS[key][1]
+        assert f"{name}=" in line and f"[{shown.format(fashion[key])}]" in line
+        assert f"[{shown.format(mnist[key])}]" not in line
+
+
+def test_the_dataset_judged_is_the_checkpoints_unless_asked():
+    fashion = {"model": "mlp", "dataset": "fashion_mnist"}
+    assert eval_lib.resolve_dataset(None, fashion) == "fashion_mnist"
+    assert eval_lib.resolve_dataset("fashion_mnist", fashion) == "fashion_mnist"
+    assert eval_lib.resolve_dataset(None, {"model": "mlp"}) == "mnist"  # older checkpoints
+    assert eval_lib.resolve_dataset(None) == "mnist"  # --images
+    assert eval_lib.resolve_dataset("fashion_mnist") == "fashion_mnist"
+    assert eval_lib.resolve_dataset(None, {"dataset": "stacked_mnist"}) == "stacked_mnist"
+    with pytest.raises(ValueError, match="--dataset=mnist, but the generator was trained on "
+                                         "fashion_mnist"):
+        eval_lib.resolve_dataset("mnist", fashion)
+    with pytest.raises(ValueError, match="--dataset must be one of .*, got 'cifar10'"):
+        eval_lib.resolve_dataset("cifar10")
 
 
 @pytest.mark.slow
@@ -164,6 +224,47 @@ def test_cli_fails_clearly_on_a_bad_images_path(tmp_path):
     result = run_cli("gan.evaluate", f"--images={tmp_path}/none.npy", timeout=120)
     assert result.returncode == 2
     assert "none.npy does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_refuses_an_unknown_dataset(tmp_path, mnist_train):
+    np.save(tmp_path / "digits.npy", mnist_train[0][:20])
+    out = tmp_path / "r.json"
+    result = run_cli("gan.evaluate", f"--images={tmp_path}/digits.npy", "--dataset=cifar10",
+                     f"--json_out={out}", timeout=120)
+    assert result.returncode == 2
+    assert ("error: --dataset must be one of mnist, fashion_mnist, stacked_mnist, got 'cifar10'"
+            in result.stderr)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_refuses_to_judge_a_fashion_generator_as_digits(tmp_path):
+    from gan import step as step_lib
+
+    state = step_lib.create_state(TrainConfig(dataset="fashion_mnist"))
+    checkpoints.make_manager(state, str(tmp_path), 1).save(checkpoint_number=1)
+    result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", "--dataset=mnist",
+                     timeout=120)
+    assert result.returncode == 2
+    assert ("error: --dataset=mnist, but the generator was trained on fashion_mnist"
+            in result.stderr)
+
+
+@pytest.mark.slow
+def test_cli_judges_fashion_images_real_fashion_mnist(tmp_path, fashion_data_dir, fashion_test):
+    np.save(tmp_path / "clothes.npy", fashion_test[0][:300])
+    result = run_cli("gan.evaluate", f"--images={tmp_path}/clothes.npy",
+                     "--dataset=fashion_mnist", f"--data_dir={fashion_data_dir}", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "against the Fashion-MNIST test split" in result.stdout
+    assert "real images (300)" in result.stdout and "classes >= 2% of samples" in result.stdout
+    printed = json.loads([x for x in result.stdout.splitlines() if x.startswith("{")][0])
+    assert printed["dataset"] == "fashion_mnist"
+    assert printed["generated"]["modes_covered"] == 10
+    floor = eval_lib.real_floor(300, fashion_data_dir, dataset="fashion_mnist")
+    for key in ("fd", "classifier_score", "precision", "recall"):
+        assert printed["real_floor"][key] == pytest.approx(floor[key], rel=1e-4), key
 
 
 def test_label_accuracy_is_per_asked_digit():
