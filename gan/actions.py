@@ -7,6 +7,7 @@ counter it must see, so the run ends each chunk there; an action with no cadence
 (NonFiniteGuard, LogMetrics, StopOnSignal) acts after every chunk.
 """
 
+import json
 import os
 import time
 
@@ -140,8 +141,11 @@ class Evaluate(Action):
     def __call__(self, step, state, metrics):
         if step % self.every:
             return
+        # The run's --dataset, as its state records it: it picks the judging classifier.
+        dataset = eval_lib.checkpoint_dataset(json.loads(state.architecture.numpy()))
         scalars, line = eval_lib.training_eval(step_lib.sampling_generator(state), step,
-                                               self.num_samples, self.data_dir, self.labels)
+                                               self.num_samples, self.data_dir, self.labels,
+                                               dataset)
         self.log(line)
         self.writer.submit(self.run_monitor.write_scalars, step, scalars)
 
