@@ -15,7 +15,7 @@ FLAGFILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.flags")))
 def test_the_recipes_exist():
     names = {os.path.basename(p) for p in FLAGFILES}
     assert {"mlp_tuned.flags", "best_unconditional.flags", "mlp_large.flags", "conditional.flags",
-            "dcgan.flags"} <= names
+            "dcgan.flags", "fashion_mnist.flags"} <= names
 
 
 @pytest.fixture
