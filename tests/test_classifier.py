@@ -67,3 +67,15 @@ def test_training_is_seeded_and_the_saved_weights_load_back(tmp_path, mnist_trai
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="gan.train_classifier"):
         classifier.load_classifier(str(tmp_path / "none.weights.h5"))
+
+
+@pytest.mark.slow
+def test_train_classifier_refuses_an_unknown_dataset(tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "c.weights.h5"
+    result = run_cli("gan.train_classifier", "--dataset=cifar10", f"--output={out}",
+                     timeout=120)
+    assert result.returncode == 2
+    assert "error: --dataset must be one of mnist, fashion_mnist, got 'cifar10'" in result.stderr
+    assert not out.exists()
