@@ -14,7 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gan import eval_lib, images, inference, interrupts, loop, step as step_lib
+from gan import checkpoints, eval_lib, images, inference, interrupts, loop, step as step_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -92,11 +92,15 @@ class LogMetrics(Action):
 class SaveCheckpoint(Action):
     """ckpt-<step> every `every` steps and at `total`. A loss can stay finite for the step
     whose update made a weight NaN, so the weights are checked first: a NaN/Inf anywhere
-    raises NonFiniteLossError and nothing is written."""
+    raises NonFiniteLossError and nothing is written. With a `writer` (an
+    images.BackgroundWriter) its pending jobs are done first, and a failed one (e.g. a full
+    disk) is raised instead of the save: no checkpoint claims steps whose files are lost.
+    A full disk during the save itself raises files.DiskFullError (gan.checkpoints.save)."""
 
-    def __init__(self, manager, every, total, saved_step):
+    def __init__(self, manager, every, total, saved_step, writer=None):
         self.manager, self.every, self.total = manager, every, total
         self.saved_step = saved_step  # the step of the newest checkpoint
+        self.writer = writer
 
     def next_due(self, step):
         return next_boundary(step, self.every)
@@ -112,7 +116,9 @@ class SaveCheckpoint(Action):
                 f"a weight or optimizer value became NaN or Inf by epoch {step - 1}; stopped "
                 f"without saving it. The last good checkpoint is kept in "
                 f"{self.manager.directory}.")
-        self.manager.save(checkpoint_number=step)
+        if self.writer is not None:
+            self.writer.wait()
+        checkpoints.save(self.manager, step)
         self.saved_step = step
 
 

@@ -9,11 +9,12 @@ import glob
 import json
 import os
 import re
+import shutil
 import time
 
 import tensorflow as tf
 
-from gan import models
+from gan import files, models, resume
 
 
 class CheckpointError(RuntimeError):
@@ -35,6 +36,70 @@ def make_manager(state, directory, max_to_keep, log=print):
     set_aside_damaged_state_file(directory, log=log)
     return tf.train.CheckpointManager(state, directory, max_to_keep=max_to_keep,
                                       step_counter=state.step)
+
+
+def save(manager, step):
+    """manager.save(checkpoint_number=step): writes ckpt-<step> and returns its prefix.
+
+    On a full disk (files.is_disk_full: TensorFlow's ResourceExhaustedError from SaveV2 or
+    MergeV2Checkpoints, or an OSError) removes what the failed save left, its
+    ckpt-<step>_temp folder, the files of ckpt-<step> and a temporary state file, and
+    raises files.DiskFullError saying how much a checkpoint needs. The earlier checkpoints
+    and the state file listing them are not touched: a rerun resumes from the newest.
+    """
+    directory = manager.directory
+    before = _file_stamps(directory)
+    try:
+        return manager.save(checkpoint_number=step)
+    except Exception as error:
+        if not files.is_disk_full(error):
+            raise
+        left = remove_failed_save(directory, step, before)
+        note = f"Removed what the save left ({', '.join(left)})." if left else ""
+        raise files.DiskFullError(f"checkpoint ckpt-{step}", directory,
+                                  checkpoint_bytes(directory, manager.checkpoint), note) from error
+
+
+def _file_stamps(directory):
+    """{name: (size, mtime_ns)} of the entries of `directory`."""
+    stamps = {}
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        info = os.stat(os.path.join(directory, name))
+        stamps[name] = (info.st_size, info.st_mtime_ns)
+    return stamps
+
+
+def remove_failed_save(directory, step, before):
+    """Removes from `directory` what a failed save of ckpt-<step> made or changed, against
+    `before` (_file_stamps before the save): its ckpt-<step>_temp* folder (TensorFlow's
+    shards before they are merged), ckpt-<step>.index and .data-* files, and a
+    checkpoint.tmp* state file. Returns the names removed."""
+    removed = []
+    pattern = re.compile(rf"ckpt-{step}(_temp.*|\.index|\.data-\d+-of-\d+)|checkpoint\.tmp.*")
+    for name, stamp in _file_stamps(directory).items():
+        if not pattern.fullmatch(name) or before.get(name) == stamp:
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+        removed.append(name)
+    return sorted(removed)
+
+
+def checkpoint_bytes(directory, checkpoint):
+    """About how many bytes a checkpoint takes: the size of the newest one in `directory`,
+    else that of the variables of `checkpoint` (a TrainState) its data file holds."""
+    for prefix in list_checkpoints(directory):
+        paths = glob.glob(glob.escape(prefix) + ".*")
+        if any(path.endswith(".index") for path in paths):
+            return sum(os.path.getsize(path) for path in paths)
+    variables = []
+    for name in ("generator", "discriminator", "g_optimizer", "d_optimizer", "ema_generator"):
+        part = getattr(checkpoint, name, None)
+        variables += list(getattr(part, "variables", []))
+    return sum(v.numpy().nbytes for v in variables) or None
 
 
 def set_aside_damaged_state_file(directory, log=print):
@@ -100,15 +165,17 @@ def describe_failure(prefix, error):
     return f"{prefix} ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
 
 
-def restore_latest(state, manager, architecture, log=print):
+def restore_latest(state, manager, record, log=print):
     """Restores the newest usable checkpoint into `state`; returns its step (0 if none).
 
-    Raises CheckpointError if checkpoints exist but were made with another architecture
-    (nothing is overwritten) or if every one of them is damaged.
+    record: this run's JSON record (gan.resume.record(config); a bare
+    TrainConfig.architecture() also works, without the run settings' checks). Raises
+    CheckpointError, naming each flag, if checkpoints exist but were made with another
+    architecture or with run settings a resume may not change (gan.resume; nothing is
+    overwritten), or if every checkpoint is damaged. Logs the settings this run changes.
+    From here on `state` holds `record`, so its checkpoints record this run's settings.
     """
     candidates = list_checkpoints(manager.directory)
-    if not candidates:
-        return 0
     skipped = []
     for prefix in candidates:
         try:
@@ -116,11 +183,16 @@ def restore_latest(state, manager, architecture, log=print):
         except DAMAGE_ERRORS as e:
             skipped.append(describe_failure(prefix, e))
             continue
-        if saved is not None and saved != architecture:
+        problems, notes = resume.check(saved, record) if saved is not None else ([], [])
+        if problems:
+            old, new = resume.architecture_of(saved), resume.architecture_of(record)
+            records = ("" if old == new else
+                       f"\n  saved:    {json.dumps(old, sort_keys=True)}"
+                       f"\n  this run: {json.dumps(new, sort_keys=True)}")
             raise CheckpointError(
-                f"{prefix} was made with a different configuration:\n  saved:    {saved}\n"
-                f"  this run: {architecture}\nUse another --checkpoint_dir (and --image_dir) "
-                "for a new configuration; nothing was changed.")
+                f"{prefix} was made with a different configuration:\n  " + "\n  ".join(problems)
+                + records + "\nResume with the checkpoint's settings, or use another "
+                "--checkpoint_dir (and --image_dir) for a new run; nothing was changed.")
         try:
             state.restore(prefix).assert_existing_objects_matched()
         except DAMAGE_ERRORS as e:
@@ -129,18 +201,28 @@ def restore_latest(state, manager, architecture, log=print):
         for item in skipped:
             log(f"WARNING: skipped damaged checkpoint {item}")
         log(f"Restored {prefix} (step {int(state.step.numpy())}).")
+        for note in notes:
+            log(note)
+        state.architecture.assign(record)
         return int(state.step.numpy())
+    if not candidates:
+        state.architecture.assign(record)
+        return 0
     raise CheckpointError(
         f"Checkpoints exist in {manager.directory} but none could be restored:\n  "
         + "\n  ".join(skipped)
         + "\nRefusing to start again from step 0 over them; move them away to start afresh.")
 
 
-def restore_generator(checkpoint_dir):
+def restore_generator(checkpoint_dir, attempts=5):
     """(generator, architecture dict, step) from the newest usable checkpoint in
     `checkpoint_dir`, reading only the generator's weights (the EMA ones for a run trained
     with --ema); a damaged newest one is skipped. For a --clusters run the architecture
     also holds "cluster_prior", the clusters' shares of the training images.
+
+    Takes no lock: it may read the folder of a run that is training. If every checkpoint
+    it found failed and the folder then holds other ones (the run saved new ones and
+    rotated those away while they were read), it looks again, up to `attempts` times.
 
     Raises CheckpointError if the folder does not exist, holds no checkpoint, or none of its
     checkpoints can be restored.
@@ -152,26 +234,34 @@ def restore_generator(checkpoint_dir):
         raise CheckpointError(
             f"{checkpoint_dir} holds no checkpoint (ckpt-<step>.index); train one first with "
             f"python -m gan.train --checkpoint_dir={checkpoint_dir}")
-    failures = []
-    for prefix in candidates:
-        try:
-            saved = read_architecture(prefix)
-            if saved is None:
-                raise ValueError("it has no architecture record")
-            architecture = json.loads(saved)
-            generator = models.build_generator(architecture)
-            # With --ema the moving average is the generator users see (as in training).
-            parts = {"ema_generator" if architecture.get("ema") else "generator": generator,
-                     "step": tf.Variable(0, dtype=tf.int64)}
-            if architecture.get("clusters"):  # what sampling draws the cluster ids from
-                parts["cluster_prior"] = tf.Variable(tf.zeros([architecture["clusters"]]))
-            read_parts(prefix, **parts)
-            step = int(parts["step"].numpy())
-            if "cluster_prior" in parts:
-                architecture["cluster_prior"] = parts["cluster_prior"].numpy().tolist()
-        except DAMAGE_ERRORS as e:
-            failures.append(describe_failure(prefix, e))
-            continue
-        return generator, architecture, step
+    for _ in range(attempts):
+        failures = []
+        for prefix in candidates:
+            try:
+                return _read_generator(prefix)
+            except DAMAGE_ERRORS as e:
+                failures.append(describe_failure(prefix, e))
+        seen, candidates = candidates, list_checkpoints(checkpoint_dir)
+        if candidates == seen:
+            break
     raise CheckpointError(f"no checkpoint in {checkpoint_dir} could be restored:\n  "
                           + "\n  ".join(failures))
+
+
+def _read_generator(prefix):
+    """restore_generator's (generator, architecture dict, step) of the checkpoint `prefix`;
+    raises one of DAMAGE_ERRORS if it cannot be read."""
+    saved = read_architecture(prefix)
+    if saved is None:
+        raise ValueError("it has no architecture record")
+    architecture = resume.architecture_of(saved)
+    generator = models.build_generator(architecture)
+    # With --ema the moving average is the generator users see (as in training).
+    parts = {"ema_generator" if architecture.get("ema") else "generator": generator,
+             "step": tf.Variable(0, dtype=tf.int64)}
+    if architecture.get("clusters"):  # what sampling draws the cluster ids from
+        parts["cluster_prior"] = tf.Variable(tf.zeros([architecture["clusters"]]))
+    read_parts(prefix, **parts)
+    if "cluster_prior" in parts:
+        architecture["cluster_prior"] = parts["cluster_prior"].numpy().tolist()
+    return generator, architecture, int(parts["step"].numpy())

@@ -1,6 +1,11 @@
-"""Small file helpers shared by every module that writes outputs."""
+"""Small file helpers shared by every module that writes outputs, and the one place where a
+full disk becomes a clear error (DiskFullError)."""
 
+import contextlib
+import errno
 import os
+import shutil
+import sys
 import tempfile
 
 
@@ -9,23 +14,115 @@ import tempfile
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How TensorFlow's errors say it (it maps ENOSPC to ResourceExhaustedError, which also
+# stands for running out of memory: only these messages mean a full disk).
+_DISK_FULL_TEXTS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 
-def atomic_write(path, write_fn):
+
+class DiskFullError(OSError):
+    """A write failed for want of space (ENOSPC, or a disk quota). `what` was being written
+    to `path`; `needed`: bytes it takes (None if unknown); `free`: bytes free on that file
+    system when it failed (None if unknown). str() is the whole message, also in
+    `strerror`."""
+
+    def __init__(self, what, path, needed=None, note=""):
+        self.what, self.needed, self.free = what, needed, free_bytes(path)
+        space = []
+        if needed is not None:
+            space.append(f"it needs about {format_size(needed)}")
+        if self.free is not None:
+            space.append(f"{format_size(self.free)} free there")
+        message = (f"no space left on device while writing {what} to {path}"
+                   + (f" ({', '.join(space)})" if space else "") + "."
+                   + (f" {note}" if note else "")
+                   + " Free some space and run the same command again.")
+        super().__init__(errno.ENOSPC, message, path)
+
+    def __str__(self):
+        return self.strerror
+
+
+def is_disk_full(error):
+    """True if `error` says a write found no space: an OSError with errno ENOSPC or EDQUOT,
+    or a TensorFlow error (an OpError, e.g. ResourceExhaustedError from SaveV2) whose
+    message says so."""
+    if isinstance(error, OSError):
+        return error.errno in DISK_FULL_ERRNOS
+    tf = sys.modules.get("tensorflow")  # not imported here: this module stays light
+    if tf is not None and isinstance(error, tf.errors.OpError):
+        return any(text in error.message for text in _DISK_FULL_TEXTS)
+    return False
+
+
+@contextlib.contextmanager
+def disk_full_as_error(what, path, needed=None, note=""):
+    """Turns a disk-full error raised in the `with` block (is_disk_full) into DiskFullError
+    (see there for the arguments), chained to the original; other errors pass unchanged."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        raise DiskFullError(what, path, needed, note) from e
+
+
+def free_bytes(path):
+    """Bytes free to this user on the file system holding `path` (or its nearest existing
+    parent folder); None if that cannot be told."""
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def format_size(num_bytes):
+    """e.g. 512 bytes, 12.3 KB, 5.2 MB, 1.1 GB (powers of 1000)."""
+    if num_bytes < 1000:
+        return f"{num_bytes} bytes"
+    for unit in ("KB", "MB", "GB", "TB"):
+        num_bytes /= 1000
+        if num_bytes < 1000 or unit == "TB":
+            return f"{num_bytes:.1f} {unit}"
+
+
+def atomic_write(path, write_fn, what="a file", needed=None):
     """Calls write_fn(tmp_path), then renames tmp_path to path: readers never see half a file,
     and a crash mid-write leaves the previous file (or none), never a truncated one. The
-    file gets the usual permissions (0666 less the umask), not mkstemp's 0600."""
+    file gets the usual permissions (0666 less the umask), not mkstemp's 0600.
+
+    A full disk raises DiskFullError naming `what` (e.g. "the image strip") and `path`,
+    with `needed` (bytes, if known); the temporary file is removed, the previous file kept.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with disk_full_as_error(what, path, needed):
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                                   suffix=os.path.splitext(path)[1])
+        os.close(fd)
+        try:
+            write_fn(tmp)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+def write_bytes(path, data, what="a file"):
+    """atomic_write of the bytes `data` (so a full disk's message knows their size)."""
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write, what, needed=len(data))
 
 
 def cache_dir():

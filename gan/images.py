@@ -1,5 +1,6 @@
 """Image files: the original's strip of generated digits, written atomically, off the training path."""
 
+import io
 import math
 import os
 import queue
@@ -11,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from gan import files
 from gan.files import atomic_write  # noqa: F401  (re-exported: images.atomic_write)
 
 
@@ -97,17 +99,20 @@ def grid(images, cols=None, padding=2):
 
 
 def save_png(pixels, path):
-    """Writes uint8 pixels, grayscale [H, W] or RGB [H, W, 3], to `path` as a PNG, atomically."""
+    """Writes uint8 pixels, grayscale [H, W] or RGB [H, W, 3], to `path` as a PNG, atomically
+    (a full disk: files.DiskFullError with the PNG's size, the previous file kept)."""
     pixels = np.asarray(pixels, np.uint8)
     image = Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
+    buffer = io.BytesIO()  # encoded first, so a full disk's message knows the size
     # Level 1 of zlib: the same pixels (PNG is lossless) for a fraction of the CPU.
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", compress_level=1))
+    image.save(buffer, format="PNG", compress_level=1)
+    files.write_bytes(path, buffer.getvalue(), what="the image")
 
 
 def save_gif(paths, out, frame_ms=200, last_frame_ms=2000):
     """Writes the images at `paths` as one looping animated GIF, one frame each in the given
-    order, the last held longer; atomically. (Pillow merges a frame identical to the one
-    before it into that one.)"""
+    order, the last held longer; atomically, as save_png. (Pillow merges a frame identical to
+    the one before it into that one.)"""
     if not paths:
         raise ValueError("no images to put in a GIF")
     frames = []
@@ -115,8 +120,10 @@ def save_gif(paths, out, frame_ms=200, last_frame_ms=2000):
         with Image.open(path) as image:
             frames.append(image.convert("L" if image.mode == "L" else "RGB"))
     durations = [frame_ms] * (len(frames) - 1) + [last_frame_ms]
-    atomic_write(out, lambda tmp: frames[0].save(
-        tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0))
+    buffer = io.BytesIO()  # encoded first, so a full disk's message knows the size
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=durations, loop=0)
+    files.write_bytes(out, buffer.getvalue(), what="the animated GIF")
 
 
 def image_path(image_dir, epoch):
@@ -137,8 +144,10 @@ def list_strips(image_dir):
 class BackgroundWriter:
     """Runs file-writing jobs on one worker thread so PNG encoding overlaps training.
 
-    Jobs run in submission order; `close()` waits for all of them and re-raises the
-    first error, so nothing is silently lost.
+    Jobs run in submission order. The first error a job raises (e.g. files.DiskFullError)
+    stops the later jobs and is raised again by the next `submit()`, so the training loop
+    stops at its next chunk instead of running on without its files, and by `close()`,
+    which waits for all jobs: nothing is silently lost.
     """
 
     def __init__(self):
@@ -150,25 +159,38 @@ class BackgroundWriter:
     def _work(self):
         while True:
             job = self._jobs.get()
-            if job is None:
-                return
             try:
+                if job is None:
+                    return
                 if self._error is None:
                     job[0](*job[1:])
-            except BaseException as e:  # reported by close()
+            except BaseException as e:  # reported by submit(), wait() and close()
                 self._error = e
+            finally:
+                self._jobs.task_done()
 
     def submit(self, fn, *args):
+        if self._error is not None:
+            raise self._error
         self._jobs.put((fn, *args))
 
-    def close(self):
+    def wait(self):
+        """Returns once every job submitted so far has run; raises the first job's error.
+        (Before a checkpoint: no checkpoint may claim steps whose files were not written.)"""
+        self._jobs.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self, raised=None):
+        """Waits for the submitted jobs; raises a job's error unless it is `raised` (the
+        exception already on its way out of the `with` block)."""
         self._jobs.put(None)
         self._thread.join()
-        if self._error is not None:
+        if self._error is not None and self._error is not raised:
             raise self._error
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        self.close(raised=exc)

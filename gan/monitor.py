@@ -17,6 +17,7 @@ by default <checkpoint_dir>/logs):
   progress.gif           at the end of training: the saved strips in epoch order.
 """
 
+import io
 import json
 import os
 import time
@@ -29,6 +30,8 @@ from matplotlib.figure import Figure
 from gan import files, images
 
 HISTORY_FILE = "metrics.jsonl"
+HISTORY_WHAT = "the metrics history"  # what a full disk's message says was being written
+EVENTS_WHAT = "the TensorBoard events"
 LOSS_PLOT_FILE = "losses.png"
 PROGRESS_GIF_FILE = "progress.gif"
 
@@ -62,15 +65,18 @@ class HistoryFile:
     def __init__(self, path, resume_step):
         self.path = path
         kept = [r for r in read_history(path) if r["step"] <= resume_step]
-        files.atomic_write(path, lambda tmp: _write_lines(tmp, kept))
+        files.atomic_write(path, lambda tmp: _write_lines(tmp, kept), what=HISTORY_WHAT)
         self._file = open(path, "a")
 
     def append(self, record):
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        line = json.dumps(record) + "\n"
+        with files.disk_full_as_error(HISTORY_WHAT, self.path, needed=len(line)):
+            self._file.write(line)
+            self._file.flush()
 
     def close(self):
-        self._file.close()
+        with files.disk_full_as_error(HISTORY_WHAT, self.path):
+            self._file.close()  # closes the file also when its last flush fails
 
 
 def _write_lines(path, records):
@@ -100,7 +106,9 @@ def plot_history(records, path):
     bottom.set_ylim(0, 1)
     bottom.set_xlabel("iteration")
     figure.tight_layout()
-    files.atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    buffer = io.BytesIO()  # drawn first, so a full disk's message knows the size
+    figure.savefig(buffer, format="png")
+    files.write_bytes(path, buffer.getvalue(), what="the loss plot")
 
 
 # --- progress lines -----------------------------------------------------------------------
@@ -164,7 +172,8 @@ class RunMonitor:
         self.total = config.epochs
         self.log = log
         self.history = HistoryFile(os.path.join(self.logs_dir, HISTORY_FILE), start_step)
-        self.writer = tf.summary.create_file_writer(self.logs_dir, flush_millis=10_000)
+        with self._events_guard():
+            self.writer = tf.summary.create_file_writer(self.logs_dir, flush_millis=10_000)
         # Compiled once per set of names: eager tf.summary calls cost milliseconds of
         # Python each, which add up over a run. No tensor-dependent control flow, so no
         # autograph (its conversion only costs start-up time).
@@ -178,8 +187,9 @@ class RunMonitor:
         """Logs every `values` entry (name -> number) to TensorBoard at `step` and appends
         them, with `fields` (history only, e.g. steps=100), to the metrics history."""
         values = {name: float(value) for name, value in values.items()}
-        self._scalar_summaries(tf.constant(step, tf.int64),
-                               {name: tf.constant(v, tf.float32) for name, v in values.items()})
+        with self._events_guard():
+            self._scalar_summaries(tf.constant(step, tf.int64),
+                                   {name: tf.constant(v, tf.float32) for name, v in values.items()})
         self.history.append({"step": int(step), **values, **fields})
 
     def _scalar_summaries_graph(self, step, values):
@@ -207,7 +217,13 @@ class RunMonitor:
     def on_strip(self, epoch, strip):
         """Logs the image strip of `epoch` (float [N, 28, 28] in [0, 1]) to TensorBoard as
         one row of digits."""
-        self._image_summary(tf.constant(epoch, tf.int64), _summary_row(strip))
+        with self._events_guard():
+            self._image_summary(tf.constant(epoch, tf.int64), _summary_row(strip))
+
+    def _events_guard(self):
+        """A full disk while TensorBoard's writer writes (its buffer is flushed from within
+        summary calls, as ResourceExhaustedError): files.DiskFullError."""
+        return files.disk_full_as_error(EVENTS_WHAT, self.logs_dir)
 
     def prepare(self, metric_names, num_images):
         """Traces the TensorBoard functions that on_chunk (scalars `metric_names`) and
@@ -236,8 +252,11 @@ class RunMonitor:
         return gif, plot
 
     def close(self):
-        self.history.close()
-        self.writer.close()
+        try:
+            self.history.close()
+        finally:
+            with self._events_guard():
+                self.writer.close()
 
     def __enter__(self):
         return self

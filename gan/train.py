@@ -4,11 +4,14 @@ Only flags live here; the run is gan.train_lib.train(config). Rerunning the same
 the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
 
 Exit codes: 0 trained (or nothing left to do); 2 bad flags, missing data, unusable
-checkpoints, or a NaN/Inf loss (nothing bad is saved); 130 stopped by Ctrl-C (SIGINT) and
+checkpoints, a NaN/Inf loss (nothing bad is saved), a --checkpoint_dir in use by another run,
+or a full disk (the newest complete checkpoint is kept); 130 stopped by Ctrl-C (SIGINT) and
 143 stopped by SIGTERM, each after saving a checkpoint at the current epoch (a second
 signal stops at once).
 """
 
+import contextlib
+import os
 import sys
 
 from absl import app, flags, logging
@@ -130,23 +133,51 @@ def config_from_flags():
     return config_lib.TrainConfig(**values)
 
 
+def folder_lock(config):
+    """The lock of an existing --checkpoint_dir, taken before TensorFlow's import (seconds)
+    so that a second run on it stops at once; train() takes it again (sharing this one) or,
+    for a new folder, first. Under multi_worker only train() knows which worker is the
+    chief, the one that locks."""
+    from gan import runlock
+
+    if config.strategy == "multi_worker" or not os.path.isdir(config.checkpoint_dir):
+        return contextlib.nullcontext()
+    return runlock.hold(config.checkpoint_dir)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
+    from gan import runlock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(config))
+        except runlock.FolderInUseError as e:
+            cli.fail(e)
+        run_training(config)
+
+
+def run_training(config):
+    """main's work once the folder is locked: train, mapping errors to exit codes."""
     from gan import compilation
 
     compilation.configure(config)  # before TensorFlow's import sets up its devices
     with cli.heavy_imports():  # after flag parsing: --help stays fast
-        from gan import checkpoints, data, interrupts, train_lib
+        from gan import checkpoints, data, files, interrupts, runlock, train_lib
 
     logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines would bury the progress
 
     try:
         train_lib.train(config)
     except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError,
-            train_lib.NonFiniteLossError, compilation.CacheError) as e:
+            train_lib.NonFiniteLossError, compilation.CacheError, runlock.FolderInUseError) as e:
         cli.fail(e)
+    except files.DiskFullError as e:
+        kept = checkpoints.list_checkpoints(config.checkpoint_dir)
+        cli.fail(f"{e} It resumes from " + (f"the newest complete checkpoint, {kept[0]}."
+                                            if kept else "step 0 (no checkpoint yet)."))
     except interrupts.Interrupted as e:
         print(e, file=sys.stderr)
         sys.exit(e.exit_code)

@@ -9,6 +9,7 @@
 """
 
 import concurrent.futures
+import contextlib
 import json
 import time
 
@@ -17,7 +18,7 @@ import tensorflow as tf
 
 from gan import actions as actions_lib
 from gan import (checkpoints, compilation, data, distribute, images, inference, interrupts,
-                 loop, monitor, stacked)
+                 loop, monitor, resume, runlock, stacked)
 from gan import step as step_lib
 
 NonFiniteLossError = actions_lib.NonFiniteLossError  # what train() raises on NaN/Inf
@@ -32,7 +33,9 @@ def train(config, log=print):
 
     Raises ValueError for a bad config, NonFiniteLossError on a NaN/Inf loss or weight
     (nothing bad is saved), compilation.CacheError if XLA's compilation cache cannot be used
-    (before any training), and interrupts.Interrupted after SIGINT/SIGTERM, once a
+    (before any training), runlock.FolderInUseError if another process holds
+    config.checkpoint_dir (before any work), files.DiskFullError on a full disk (no
+    partial checkpoint is left), and interrupts.Interrupted after SIGINT/SIGTERM, once a
     checkpoint of the current step is written and the pending images are flushed.
 
     Under config.strategy (gan.distribute) config.batch_size is the global batch; a worker
@@ -46,7 +49,10 @@ def train(config, log=print):
         distribute.configure_cpu_devices(config.cpu_devices)
     strategy = distribute.make_strategy(config.strategy)
     distribute.check_global_batch(config, distribute.num_replicas(strategy))
-    with distribute.writing_folders(config, distribute.is_chief(strategy)) as (config, save_to):
+    chief = distribute.is_chief(strategy)
+    # One writer per run folder: the chief holds its lock while it trains (gan.runlock).
+    lock = runlock.hold(config.checkpoint_dir, log) if chief else contextlib.nullcontext()
+    with lock, distribute.writing_folders(config, chief) as (config, save_to):
         return _train(config, strategy, save_to, log)
 
 
@@ -60,7 +66,7 @@ def _train(config, strategy, save_to, log):
                                             config.keep_checkpoints, log=log)
     manager = (restore_from if save_to == config.checkpoint_dir
                else checkpoints.make_manager(state, save_to, 1, log=log))
-    start = checkpoints.restore_latest(state, restore_from, config.architecture(), log=log)
+    start = checkpoints.restore_latest(state, restore_from, resume.record(config), log=log)
     distribute.check_same_start(strategy, start)
     apply_learning_rates(state, config, log=log)
     if start >= config.epochs:
@@ -87,7 +93,7 @@ def _train(config, strategy, save_to, log):
         train_images, train_labels = load_training_data(config, state)
         elements = training_elements(train_images, train_labels, config, start)
         checkpoint = actions_lib.SaveCheckpoint(manager, config.checkpoint_every,
-                                                config.epochs, saved_step=start)
+                                                config.epochs, saved_step=start, writer=writer)
         actions = [
             actions_lib.NonFiniteGuard(config.checkpoint_dir),
             actions_lib.WriteStrip(state, asked_labels(config, state, config.num_images),

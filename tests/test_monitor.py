@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from gan import images, monitor, train_lib
+from gan import checkpoints, images, monitor, resume, train_lib
 from gan import step as step_lib
 from gan.config import TrainConfig
 
@@ -176,10 +176,15 @@ def test_history_survives_a_resume_after_a_lost_checkpoint(tmp_path, data_dir):
 @pytest.mark.slow
 def test_strips_after_a_resume_use_the_checkpointed_noise(tmp_path, data_dir):
     train_lib.train(tiny_config(tmp_path, data_dir, epochs=60), log=lambda s: None)
-    # Resume with another --seed: a fresh state would draw other fixed noise.
-    config = tiny_config(tmp_path, data_dir, epochs=101, seed=8)
+    # ckpt-60 rewritten with other fixed noise (seed 8's) than a fresh state draws (seed 7's).
+    config = tiny_config(tmp_path, data_dir, epochs=101)
+    state = step_lib.create_state(config)
+    manager = checkpoints.make_manager(state, config.checkpoint_dir, 3)
+    assert checkpoints.restore_latest(state, manager, resume.record(config)) == 60
+    original = step_lib.create_state(tiny_config(tmp_path, seed=8)).fixed_noise.numpy()
+    state.fixed_noise.assign(original)
+    checkpoints.save(manager, 60)
     state = train_lib.train(config, log=lambda s: None)
-    original = step_lib.create_state(tiny_config(tmp_path, seed=7)).fixed_noise.numpy()
     assert np.array_equal(state.fixed_noise.numpy(), original)
     assert not np.array_equal(step_lib.create_state(config).fixed_noise.numpy(), original)
     # generated_100.png was drawn after the last step, from the final weights.
