@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from gan import files
-from gan.files import atomic_write  # noqa: F401  (re-exported: images.atomic_write)
 
 
 class StripRenderer:
