@@ -2,11 +2,29 @@
 
   python -m gan.export --checkpoint_dir=checkpoints --out=exported_generator
 
-The folder loads with TensorFlow alone (no Keras, no `gan` package):
+The folder loads with TensorFlow alone (no Keras, no `gan` package). Its signatures
+(Z = the noise size, 100 by default; N images; images are uint8 [N, 28, 28], 0-255):
+
+  serving_default
+      unconditional generator:  noise float32 [N, Z]                   -> {"images"}
+      conditional (--conditional, also with --clusters):
+                                noise float32 [N, Z], labels int32 [N] -> {"images"}
+          labels: the digit asked for in each image (0-9), or for a --clusters run the
+          cluster id (0..clusters-1); a label out of range raises InvalidArgumentError.
+  sample
+      num int32 [], seed int32 [] -> {"images"} [num, 28, 28]: the digits of
+      `python -m gan.sample --num=num --seed=seed`: the same noise and, for a conditional
+      generator, the same labels (digits 0, 1, ..., 9, 0, ...; for a --clusters run
+      cluster ids drawn with the clusters' shares of the training data, in an order
+      shuffled by the seed: gan.inference.sampling_labels).
+
+The module also holds noise_dim and num_classes (0 for an unconditional generator) as
+int32 variables and the checkpoint's architecture JSON as a string variable:
 
   m = tf.saved_model.load("exported_generator")
   m.signatures["serving_default"](noise=tf.random.normal([16, 100]))["images"]
-      # uint8 [16, 28, 28], 0-255
+  m.signatures["serving_default"](noise=tf.random.normal([16, 100]),          # conditional
+                                  labels=tf.fill([16], 7))["images"]         # sixteen 7s
   m.sample(num=16, seed=0)["images"]   # the digits of `python -m gan.sample --seed=0`
 """
 
@@ -37,10 +55,6 @@ def main(argv):
         generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
     except checkpoints.CheckpointError as e:
         cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: {e}")
-    if architecture.get("conditional"):
-        cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: exporting a class-conditional "
-                 "generator is not supported yet (its signatures take noise only); use "
-                 "python -m gan.sample --digit=D")
     try:
         path = inference.export_saved_model(generator, architecture, FLAGS.out,
                                             overwrite=FLAGS.overwrite)
@@ -48,10 +62,11 @@ def main(argv):
         cli.fail(f"--out={FLAGS.out}: {e}; choose another folder or pass --overwrite")
     except OSError as e:
         cli.fail(f"--out={FLAGS.out}: {e}")
+    labels = ", labels=tf.fill([16], 0)" if architecture.get("conditional") else ""
     print(f"Exported the generator of the step-{step} checkpoint in {FLAGS.checkpoint_dir} "
           f"to {path}.\nLoad it with: tf.saved_model.load({path!r}).signatures"
-          f"['serving_default'](noise=tf.random.normal([16, {architecture['noise_dim']}]))"
-          "['images']")
+          f"['serving_default'](noise=tf.random.normal([16, {architecture['noise_dim']}])"
+          f"{labels})['images']")
 
 
 def run():

@@ -45,17 +45,40 @@ def sampling_labels(architecture, num, seed=0):
     in the clusters' shares of the training images ("cluster_prior"), so its samples follow
     the data's mix like an unconditional generator's: each cluster gets its share of `num`
     (rounded by largest remainder, so the counts add up to `num` exactly, without the
-    spread of independent draws), in an order shuffled by `seed`."""
+    spread of independent draws), in an order shuffled by `seed`.
+
+    The rule is TensorFlow ops (label_rule), so an exported generator's `sample` signature
+    draws the same labels as this function and `python -m gan.sample`."""
+    rule = label_rule(architecture)
+    return None if rule is None else rule(num, seed).numpy()
+
+
+def label_rule(architecture):
+    """The function (num, seed) -> labels int32 [num] of sampling_labels, in TensorFlow ops
+    (num, seed: ints or int32 scalars), or None for an unconditional architecture."""
     if not architecture.get("conditional"):
         return None
     prior = architecture.get("cluster_prior")
     if prior is None:
-        return np.arange(num, dtype=np.int32) % 10
-    shares = np.asarray(prior, np.float64) / np.sum(prior) * num
-    counts = np.floor(shares).astype(int)
-    counts[np.argsort(counts - shares)[:num - counts.sum()]] += 1  # largest remainders
-    labels = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
-    return np.random.default_rng(seed).permutation(labels)
+        return lambda num, seed: tf.range(num, dtype=tf.int32) % 10
+    prior = tf.constant(prior, tf.float64)  # [K]
+
+    def clusters(num, seed):
+        num = tf.convert_to_tensor(num, tf.int32)
+        shares = prior / tf.reduce_sum(prior) * tf.cast(num, tf.float64)  # [K]
+        counts = tf.cast(tf.floor(shares), tf.int32)
+        # the num - sum(counts) clusters with the largest remainders get one more each
+        missing = num - tf.reduce_sum(counts)
+        order = tf.argsort(shares - tf.cast(counts, tf.float64), direction="DESCENDING",
+                           stable=True)
+        counts += tf.scatter_nd(order[:missing, None], tf.ones([missing], tf.int32),
+                                tf.shape(counts))
+        labels = tf.repeat(tf.range(tf.size(counts), dtype=tf.int32), counts)  # [num]
+        # [seed, 1]: another stream than the noise's [seed, 0] (sample_noise)
+        return tf.random.experimental.stateless_shuffle(
+            labels, seed=tf.stack([tf.cast(seed, tf.int32), 1]))
+
+    return clusters
 
 
 def to_uint8(images):
@@ -80,30 +103,62 @@ def generate(generator, noise, labels=None, batch_size=1000):
 
 
 class GeneratorModule(tf.Module):
-    """What the SavedModel holds: the generator, its noise size and architecture JSON, and
-    two functions that are also its signatures:
+    """What the SavedModel holds: the generator, its noise size, how many labels it takes and
+    its architecture JSON, and two functions that are also its signatures (Z = noise size):
 
-      generate(noise float32 [N, Z]) -> {"images": uint8 [N, 28, 28]}   ("serving_default")
+      generate -> {"images": uint8 [N, 28, 28], 0-255}   ("serving_default")
+          unconditional: generate(noise float32 [N, Z])
+          conditional:   generate(noise float32 [N, Z], labels int32 [N]): the digit (or,
+                         for a --clusters run, the cluster id) of each image, in
+                         0..num_classes-1; other values, or N rows of noise but not of
+                         labels, raise InvalidArgumentError.
       sample(num int32 [], seed int32 []) -> {"images": uint8 [num, 28, 28]}: the digits of
-          sample_noise(num, Z, seed), i.e. those of `python -m gan.sample --seed=seed`.
+          `python -m gan.sample --num=num --seed=seed`: noise sample_noise(num, Z, seed), and
+          for a conditional generator the labels of sampling_labels (digits 0, 1, ..., 9,
+          0, ...; cluster ids drawn with the clusters' sizes for a --clusters run).
     """
 
     def __init__(self, generator, architecture):
+        from gan import models
+
         super().__init__(name="gan_generator")
         noise_dim = int(architecture["noise_dim"])
+        classes = models.num_classes(generator) or 0  # 0: unconditional
         self.generator = generator
         self.noise_dim = tf.Variable(noise_dim, trainable=False, name="noise_dim")
+        self.num_classes = tf.Variable(classes, trainable=False, name="num_classes")
         self.architecture = tf.Variable(json.dumps(architecture, sort_keys=True),
                                         trainable=False, name="architecture")
+        noise_spec = tf.TensorSpec([None, noise_dim], tf.float32, "noise")
+        rule = label_rule(architecture)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, noise_dim], tf.float32, "noise")])
-        def generate(noise):
-            return {"images": to_uint8(self.generator(noise, training=False))}
+        if classes:
+            @tf.function(input_signature=[noise_spec, tf.TensorSpec([None], tf.int32, "labels")])
+            def generate(noise, labels):
+                checks = [
+                    tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(noise)[0], message=(
+                        "labels must have one entry per row of noise")),
+                    tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
+                    tf.debugging.assert_less(labels, classes, message=(
+                        f"labels must be < {classes} (the classes this generator knows)"))]
+                with tf.control_dependencies(checks):
+                    images = models.call(self.generator, noise, labels)
+                return {"images": to_uint8(images)}
+
+            def inputs(num, seed):
+                return sample_noise(num, noise_dim, seed), rule(num, seed)
+        else:
+            @tf.function(input_signature=[noise_spec])
+            def generate(noise):
+                return {"images": to_uint8(models.call(self.generator, noise))}
+
+            def inputs(num, seed):
+                return (sample_noise(num, noise_dim, seed),)
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, "num"),
                                       tf.TensorSpec([], tf.int32, "seed")])
         def sample(num, seed):
-            return generate(sample_noise(num, noise_dim, seed))
+            return generate(*inputs(num, seed))
 
         self.generate, self.sample = generate, sample
 

@@ -1,5 +1,8 @@
-"""Shared fixtures: the offline MNIST copy in ../shared/data (or $TFDS_DATA_DIR)."""
+"""Shared fixtures: a small MNIST-shaped data set made here (tests/mock_mnist.py), the real
+MNIST in ../shared/data (or $TFDS_DATA_DIR) for the few tests named `..._real_mnist`, and
+checkpoints of each kind of generator."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -8,6 +11,10 @@ import tempfile
 import time
 
 import pytest
+
+if __name__ != "conftest":  # e.g. `from tests.conftest import ...`
+    raise ImportError(f"import the test helpers as `conftest`, not `{__name__}`: a second copy "
+                      "would make (and leave behind) a second cache folder")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -23,15 +30,35 @@ def pytest_unconfigure(config):
     shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
-def tfds_data_dir():
+@pytest.fixture(scope="session")
+def mock_splits():
+    """{"train": (images, labels), "test": ...}: the arrays of the data set of `data_dir`
+    (uint8 [N, 28, 28] and [N]; tests/mock_mnist.SIZES), in the order they were written."""
+    import mock_mnist
+
+    return mock_mnist.splits()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, mock_splits):
+    """A TFDS folder holding a small MNIST-shaped 'mnist' (font digits, see
+    tests/mock_mnist.py), prepared by TFDS's own MNIST builder: needs no real data."""
+    import mock_mnist
+
+    folder = tmp_path_factory.mktemp("mock_mnist")
+    return mock_mnist.prepare(str(folder / "tfds"), str(folder / "idx"), mock_splits)
+
+
+def real_tfds_dir():
     folder = os.environ.get("TFDS_DATA_DIR") or os.path.join(SHARED_DATA, "tensorflow_datasets")
     return folder if os.path.isdir(os.path.join(folder, "mnist")) else None
 
 
 @pytest.fixture(scope="session")
-def data_dir():
-    """A TFDS folder holding mnist/3.0.1; tests needing real data skip without it."""
-    folder = tfds_data_dir()
+def real_mnist_dir():
+    """A TFDS folder holding the real mnist/3.0.1, for the tests whose names end in
+    `real_mnist` (known facts of MNIST); they skip without it."""
+    folder = real_tfds_dir()
     if folder is None:
         pytest.skip("no prepared MNIST: set TFDS_DATA_DIR (see ../shared/data/README.md)")
     return folder
@@ -39,7 +66,8 @@ def data_dir():
 
 @pytest.fixture(scope="session")
 def fashion_data_dir():
-    """A TFDS folder holding fashion_mnist/3.0.1 (tests named ..._real_fashion_mnist)."""
+    """A TFDS folder holding the real fashion_mnist/3.0.1 (tests named ..._real_fashion_mnist);
+    they skip without it."""
     folder = os.environ.get("TFDS_DATA_DIR") or os.path.join(SHARED_DATA, "tensorflow_datasets")
     if not os.path.isdir(os.path.join(folder, "fashion_mnist")):
         pytest.skip("no prepared Fashion-MNIST: set TFDS_DATA_DIR (see ../shared/data/README.md)")
@@ -47,7 +75,7 @@ def fashion_data_dir():
 
 
 @pytest.fixture(scope="session")
-def idx_dir():
+def real_mnist_idx_dir():
     folder = os.path.join(SHARED_DATA, "mnist")
     if not os.path.isfile(os.path.join(folder, "train-images-idx3-ubyte.gz")):
         pytest.skip("no MNIST IDX files in ../shared/data/mnist")
@@ -56,9 +84,25 @@ def idx_dir():
 
 @pytest.fixture(scope="session")
 def mnist_train(data_dir):
+    """(images uint8 [N, 28, 28], labels int32 [N]) of data_dir's training split."""
     from gan import data
 
     return data.load_split("mnist", "train", data_dir)
+
+
+@pytest.fixture
+def train_flags():
+    """parse(*args): a TrainConfig from argv parsed with gan.train's flags, as its main makes
+    it (the last of a repeated flag wins); their defaults are restored afterwards."""
+    from gan import train
+
+    def parse(*args):
+        train.FLAGS.unparse_flags()
+        train.FLAGS(["gan.train", *args])
+        return train.config_from_flags()
+
+    yield parse
+    train.FLAGS.unparse_flags()
 
 
 def run_cli(module, *args, env=None, timeout=600):
@@ -66,6 +110,41 @@ def run_cli(module, *args, env=None, timeout=600):
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# Runs the `main` of a command module once per argv list, in one process: flags parsed as
+# `python -m module argv...` would parse them, SystemExit's code and the output kept.
+_CASES = """
+import contextlib, importlib, io, json, sys
+from absl import flags
+module = importlib.import_module(sys.argv[1])
+results = []
+for argv in json.loads(sys.argv[2]):
+    flags.FLAGS.unparse_flags()
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            module.main(flags.FLAGS([sys.argv[1], *argv]))
+        except SystemExit as e:
+            code = e.code
+    results.append({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print("\\n@@cases@@" + json.dumps(results))
+"""
+
+
+def run_cli_cases(module, cases, timeout=300):
+    """Like run_cli(module, *argv) for each argv (a list of strings) in `cases`, but all in one
+    process: the module's main is called with its flags parsed from argv (not through absl's
+    app.run, which run_cli covers); for bad flags, which end in cli.fail's SystemExit.
+    Returns one object per case with returncode, stdout and stderr."""
+    import types
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", _CASES, module, json.dumps(cases)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0 and "@@cases@@" in result.stdout, result.stderr[-3000:]
+    return [types.SimpleNamespace(**case)
+            for case in json.loads(result.stdout.rsplit("@@cases@@", 1)[1])]
 
 
 def start_cli(module, *args, log_path):
@@ -105,22 +184,48 @@ def file_snapshot(folder):
     return out
 
 
-@pytest.fixture(scope="session")
-def generator_checkpoint(tmp_path_factory):
-    """(checkpoint_dir, generator weights) of a step-5 checkpoint whose generator weights were
-    moved away from their initial values, so a freshly built generator cannot match them.
-    Needs no data."""
+# The kinds of generator a checkpoint can hold: TrainConfig fields of each.
+GENERATOR_KINDS = {"unconditional": {}, "digits": dict(conditional=True),
+                   "clusters": dict(conditional=True, clusters=4)}
+CLUSTER_PRIOR = [0.1, 0.2, 0.3, 0.4]  # the "clusters" checkpoint's cluster shares
+
+
+def save_generator_checkpoint(folder, kind, seed=11):
+    """Saves a step-5 checkpoint of the `kind` of GENERATOR_KINDS into `folder`, its generator
+    weights moved away from their initial values (so a freshly built generator cannot match
+    them) and, for "clusters", CLUSTER_PRIOR as its prior. Needs no data. Returns the
+    generator's weights."""
     from gan import checkpoints
     from gan import step as step_lib
     from gan.config import TrainConfig
 
-    folder = str(tmp_path_factory.mktemp("generator_checkpoint"))
-    state = step_lib.create_state(TrainConfig(seed=11))
+    state = step_lib.create_state(TrainConfig(seed=seed, **GENERATOR_KINDS[kind]))
     for variable in state.generator.trainable_variables:
         variable.assign(variable * 1.5 + 0.01)
+    if kind == "clusters":
+        state.cluster_prior.assign(CLUSTER_PRIOR)
     state.step.assign(5)
-    checkpoints.make_manager(state, folder, 1).save(checkpoint_number=5)
-    return folder, [v.numpy() for v in state.generator.trainable_variables]
+    checkpoints.make_manager(state, str(folder), 1).save(checkpoint_number=5)
+    return state.generator.get_weights()
+
+
+@pytest.fixture(scope="session")
+def generator_checkpoint(tmp_path_factory):
+    """(checkpoint_dir, generator weights) of a step-5 checkpoint of the original (mlp,
+    unconditional) generator (save_generator_checkpoint)."""
+    folder = str(tmp_path_factory.mktemp("generator_checkpoint"))
+    return folder, save_generator_checkpoint(folder, "unconditional")
+
+
+@pytest.fixture(scope="session")
+def conditional_checkpoints(tmp_path_factory):
+    """{"digits" | "clusters": (checkpoint_dir, generator weights)}: step-5 checkpoints of a
+    digit-conditional and of a self-conditioned (--clusters=4) mlp generator."""
+    out = {}
+    for kind in ("digits", "clusters"):
+        folder = str(tmp_path_factory.mktemp(f"{kind}_checkpoint"))
+        out[kind] = folder, save_generator_checkpoint(folder, kind)
+    return out
 
 
 def generator_with(weights, noise_dim=100):

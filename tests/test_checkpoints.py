@@ -14,7 +14,8 @@ from gan.config import TrainConfig
 def tiny_config(tmp_path, data_dir, **overrides):
     values = dict(epochs=120, checkpoint_every=40, save_every=50, steps_per_call=16,
                   data_dir=data_dir, image_dir=str(tmp_path / "images"),
-                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=7)
+                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=7,
+                  xla=False)  # checkpoints are under test, not XLA; saves its compiles
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -105,6 +106,16 @@ def truncate(path, fraction=0.5):
         f.truncate(int(os.path.getsize(path) * fraction))
 
 
+class DataTouched(Exception):
+    """Raised by the data loading functions a refused run must never reach."""
+
+
+def refuse_to_load(name):
+    def load(*args, **kwargs):
+        raise DataTouched(f"data.{name} was called before the refusal")
+    return load
+
+
 DAMAGES = {
     "truncated data": lambda p: truncate(p + ".data-00000-of-00001"),
     "empty data": lambda p: truncate(p + ".data-00000-of-00001", 0),
@@ -123,12 +134,12 @@ def restore_into_fresh_state(config, logs):
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
-        trained_80, tmp_path, data_dir, damage):
+        trained_80, tmp_path, damage):
     ckpt = copy_of(trained_80, tmp_path)
     DAMAGES[damage](os.path.join(ckpt, "ckpt-80"))
     files = sorted(os.listdir(ckpt))
     logs = []
-    assert restore_into_fresh_state(tiny_config(tmp_path, data_dir), logs) == 40
+    assert restore_into_fresh_state(tiny_config(tmp_path, None), logs) == 40
     assert any("WARNING: skipped damaged checkpoint" in line and "ckpt-80" in line
                for line in logs), logs
     assert sorted(os.listdir(ckpt)) == files  # nothing deleted, nothing renamed
@@ -137,11 +148,11 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
 @pytest.mark.parametrize("content", [b"", b"garbage {{{", b"\x00\xff\xfe\x89"],
                          ids=["empty", "text", "binary"])
 def test_a_damaged_state_file_is_set_aside_and_the_newest_checkpoint_used(
-        trained_80, tmp_path, data_dir, content):
+        trained_80, tmp_path, content):
     ckpt = copy_of(trained_80, tmp_path)
     (tmp_path / "ckpt" / "checkpoint").write_bytes(content)
     logs = []
-    assert restore_into_fresh_state(tiny_config(tmp_path, data_dir), logs) == 80
+    assert restore_into_fresh_state(tiny_config(tmp_path, None), logs) == 80
     backups = [n for n in os.listdir(ckpt) if n.startswith("checkpoint.corrupt-")]
     assert len(backups) == 1 and (tmp_path / "ckpt" / backups[0]).read_bytes() == content
     assert any("WARNING" in line and backups[0] in line for line in logs), logs
@@ -169,33 +180,44 @@ def test_after_a_fallback_training_ends_bit_identical_and_keeps_good_checkpoints
     assert not any("WARNING" in line for line in fresh_logs)
 
 
-def test_all_checkpoints_damaged_stops_instead_of_starting_over(trained_80, tmp_path, data_dir):
+def test_all_checkpoints_damaged_stops_instead_of_starting_over(trained_80, tmp_path,
+                                                                monkeypatch):
+    from gan import data
+
     ckpt = copy_of(trained_80, tmp_path)
     for step in (40, 80):
         truncate(os.path.join(ckpt, f"ckpt-{step}.data-00000-of-00001"))
+    for name in ("load_split", "ensure_available"):  # it stops before reading data
+        monkeypatch.setattr(data, name, refuse_to_load(name))
     before = file_snapshot(tmp_path)
     with pytest.raises(checkpoints.CheckpointError, match="none could be restored") as err:
-        train_lib.train(tiny_config(tmp_path, data_dir), log=lambda s: None)
+        train_lib.train(tiny_config(tmp_path, None), log=lambda s: None)
     assert "ckpt-40" in str(err.value) and "ckpt-80" in str(err.value)
     assert file_snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("change", [dict(noise_dim=64), dict(dataset="fashion_mnist")])
-def test_another_configuration_is_refused_before_training_and_changes_nothing(
-        trained_80, tmp_path, data_dir, change):
+def test_another_configuration_is_refused_before_loading_data_and_changes_nothing(
+        trained_80, tmp_path, monkeypatch, change):
+    from gan import data
+
     copy_of(trained_80, tmp_path)
+    # A data folder with no data at all, and loading any fails the test: the refusal must
+    # come from the checkpoint's configuration alone, before any data is read.
+    (tmp_path / "no_data").mkdir()
+    for name in ("load_split", "ensure_available"):
+        monkeypatch.setattr(data, name, refuse_to_load(name))
     before = file_snapshot(tmp_path)
-    # fashion_mnist is not prepared in data_dir: the refusal must come before loading data.
     with pytest.raises(checkpoints.CheckpointError, match="different configuration") as err:
-        train_lib.train(tiny_config(tmp_path, data_dir, epochs=200, **change),
+        train_lib.train(tiny_config(tmp_path, str(tmp_path / "no_data"), epochs=200, **change),
                         log=lambda s: None)
     name, value = next(iter(change.items()))
     assert f'"{name}": {json.dumps(value)}' in str(err.value)
     assert file_snapshot(tmp_path) == before
 
 
-def test_a_nan_weight_is_never_saved(tmp_path, data_dir):
-    config = tiny_config(tmp_path, data_dir)
+def test_a_nan_weight_is_never_saved(tmp_path):
+    config = tiny_config(tmp_path, None)  # no training: no data
     state = step_lib.create_state(config)
     manager = checkpoints.make_manager(state, config.checkpoint_dir, 3)
     slot = state.d_optimizer.variables[-1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gan import compilation
-from tests.conftest import checkpoint_tensors, run_cli
+from conftest import checkpoint_tensors, run_cli
 
 
 @pytest.fixture

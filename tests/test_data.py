@@ -11,13 +11,31 @@ from gan import data
 from gan import idx as idx_lib
 
 
-def test_load_split_shapes_dtype_and_known_facts(mnist_train):
-    images, labels = mnist_train
+def test_load_split_real_mnist_shapes_dtype_and_known_facts(real_mnist_dir):
+    images, labels = data.load_split("mnist", "train", real_mnist_dir)
     assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (60000,)
     assert np.bincount(labels).tolist() == [5923, 6742, 5958, 6131, 5842,
                                             5421, 5918, 6265, 5851, 5949]
     assert abs(images.mean() / 255 - 0.1307) < 1e-3
+
+
+def sorted_rows(images, labels):
+    """The (image, label) pairs as rows [N, 785], sorted: the data as a multiset, whatever
+    order TFDS wrote the examples in."""
+    rows = np.concatenate([images.reshape(len(images), -1), labels[:, None]], axis=1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_split_gives_every_prepared_example_and_nothing_else(data_dir, mock_splits, split):
+    images, labels = data.load_split("mnist", split, data_dir)
+    written_images, written_labels = mock_splits[split]
+    assert images.shape == written_images.shape and images.dtype == np.uint8
+    assert labels.shape == written_labels.shape and labels.dtype == np.int32
+    assert not images.flags.writeable and not labels.flags.writeable  # shared per process
+    np.testing.assert_array_equal(sorted_rows(images, labels),
+                                  sorted_rows(written_images, written_labels.astype(np.int32)))
 
 
 def test_batches_shapes_dtype_range(mnist_train):
@@ -76,14 +94,22 @@ def test_stream_across_epochs_from_mid_epoch_logs_no_tensorflow_errors():
     assert "RefCount" not in result.stderr and " tensor.h" not in result.stderr
 
 
-def test_batch_pixels_match_labels(mnist_train):
+def test_every_batch_image_is_its_stream_index_image_with_its_label(mnist_train):
+    """Both elements of make_batches(..., 16, seed=3, start_step=11, K=2): all 64 images and
+    labels are those of the stream's indices, positions 176... of the epochs' permutations
+    (test_stream_is_the_epochs_stateless_shuffles_one_after_another), pixels / 255."""
     images, labels = mnist_train
-    x, y = next(iter(data.make_batches(images, labels, 16, seed=3, start_step=11)))
-    idx = [int(np.flatnonzero(labels == label)[0]) for label in y.numpy()[0][:1]]
-    assert idx  # every batch label is a real label
-    first = x.numpy()[0][0]
-    matches = np.flatnonzero((images.reshape(60000, -1) == np.round(first * 255).reshape(-1)).all(1))
-    assert labels[matches[0]] == y.numpy()[0][0]
+    n = len(labels)
+    order = np.concatenate([tf.random.experimental.stateless_shuffle(
+        tf.range(n, dtype=tf.int32), seed=[3, epoch]).numpy() for epoch in range(2)])
+    stream = data.make_batches(images, labels, 16, seed=3, start_step=11, steps_per_element=2)
+    got = [(x.numpy(), y.numpy()) for x, y in stream.take(2)]
+    x = np.concatenate([x for x, _ in got]).reshape(64, 28, 28)
+    y = np.concatenate([y for _, y in got]).reshape(64)
+    idx = order[11 * 16:11 * 16 + 64]
+    np.testing.assert_array_equal(y, labels[idx])
+    np.testing.assert_array_equal(x, images[idx].astype(np.float32) / 255.0)
+    assert len(set(idx.tolist())) == 64 and len({image.tobytes() for image in x}) == 64
 
 
 def test_missing_data_offline_fails_fast_with_both_remedies(tmp_path, monkeypatch):
@@ -122,11 +148,12 @@ def test_read_idx_rejects_bad_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_prepare_from_idx_gives_a_dataset_tfds_reads(idx_dir, tmp_path):
+def test_prepare_from_real_mnist_idx_gives_the_dataset_tfds_reads(real_mnist_idx_dir,
+                                                                   tmp_path):
     import tensorflow_datasets as tfds
 
     out = tmp_path / "tfds"
-    idx_lib.prepare_from_idx(idx_dir, str(out))
+    idx_lib.prepare_from_idx(real_mnist_idx_dir, str(out))
     for split, size in (("train", 60000), ("test", 10000)):
         ds = tfds.load("mnist", split=split, data_dir=str(out), batch_size=-1)
         labels = ds["label"].numpy()

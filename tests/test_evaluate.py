@@ -1,4 +1,5 @@
-"""gan.eval_lib and `python -m gan.evaluate`: known answers on real digits, inputs, restore."""
+"""gan.eval_lib and `python -m gan.evaluate`: known answers on real and font digits,
+inputs, restore."""
 
 import json
 import os
@@ -7,26 +8,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_cases
 from gan import checkpoints, eval_lib, monitor, train_lib
 from gan.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def floor_2000(data_dir):
-    return eval_lib.real_floor(2000, data_dir)
+def floor_2000(real_mnist_dir):
+    return eval_lib.real_floor(2000, real_mnist_dir)
 
 
-def test_real_training_digits_reach_the_floor_and_a_repeated_digit_does_not(
-        data_dir, mnist_train, floor_2000):
-    images = mnist_train[0]
-    others = eval_lib.evaluate_images(images[-2000:], data_dir)  # not the floor's digits
+def test_real_mnist_training_digits_reach_the_floor_and_a_repeated_digit_does_not(
+        real_mnist_dir, floor_2000):
+    from gan import data
+
+    images = data.load_split("mnist", "train", real_mnist_dir)[0]
+    others = eval_lib.evaluate_images(images[-2000:], real_mnist_dir)  # not the floor's digits
     assert others["modes_covered"] == 10 and floor_2000["modes_covered"] == 10
     assert others["class_kl"] < 0.01
     assert others["classifier_score"] > 9.0
     assert others["precision"] > 0.6 and others["recall"] > 0.6
 
-    one_digit = eval_lib.evaluate_images(np.repeat(images[:1], 2000, axis=0), data_dir)
+    one_digit = eval_lib.evaluate_images(np.repeat(images[:1], 2000, axis=0), real_mnist_dir)
     assert one_digit["modes_covered"] == 1
     assert one_digit["class_kl"] == pytest.approx(np.log(10), abs=1e-6)
     assert one_digit["classifier_score"] < 1.01
@@ -37,10 +40,20 @@ def test_real_training_digits_reach_the_floor_and_a_repeated_digit_does_not(
     assert abs(others["kid"]) < 0.005 * one_digit["kid"]  # unbiased: ~0, either sign
 
 
-def test_real_floor_is_cached_per_process(data_dir, floor_2000):
-    assert eval_lib.real_floor(2000, data_dir) is floor_2000
-    assert floor_2000["num_samples"] == 2000
-    assert sum(floor_2000["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
+def test_the_floor_is_cached_per_process_and_a_repeated_digit_lands_far_from_it(
+        data_dir, mnist_train):
+    """The same checks on the small data set of data_dir (font digits: the classifier calls
+    most of them right, so all ten digits are present)."""
+    floor = eval_lib.real_floor(300, data_dir)
+    assert eval_lib.real_floor(300, data_dir) is floor
+    assert floor["num_samples"] == 300 and floor["modes_covered"] == 10
+    assert sum(floor["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
+    others = eval_lib.evaluate_images(mnist_train[0][-300:], data_dir)
+    one_digit = eval_lib.evaluate_images(np.repeat(mnist_train[0][:1], 300, axis=0), data_dir)
+    assert others["modes_covered"] == 10 and one_digit["modes_covered"] == 1
+    assert one_digit["class_kl"] == pytest.approx(np.log(10), abs=1e-6)
+    assert one_digit["recall"] < others["recall"] / 10
+    assert one_digit["fd"] > 10 * others["fd"]
 
 
 def test_load_images_from_npy_and_png_folder(tmp_path):
@@ -203,52 +216,35 @@ def test_cli_evaluates_a_npy_file_and_writes_json(tmp_path, data_dir, mnist_trai
 
 
 @pytest.mark.slow
-def test_cli_fails_clearly_on_an_empty_checkpoint_folder(tmp_path):
-    result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", timeout=120)
-    assert result.returncode == 2
-    assert f"error: --checkpoint_dir={tmp_path}: {tmp_path} holds no checkpoint" in result.stderr
-
-
-@pytest.mark.slow
-def test_cli_refuses_a_negative_truncation_before_sampling(tmp_path):
-    out = tmp_path / "r.json"
-    result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", "--truncation=-0.5",
-                     f"--json_out={out}", timeout=120)
-    assert result.returncode == 2
-    assert "error: --truncation must be >= 0 (0 = off), got -0.5" in result.stderr
-    assert not out.exists()
-
-
-@pytest.mark.slow
-def test_cli_fails_clearly_on_a_bad_images_path(tmp_path):
-    result = run_cli("gan.evaluate", f"--images={tmp_path}/none.npy", timeout=120)
-    assert result.returncode == 2
-    assert "none.npy does not exist" in result.stderr
-
-
-@pytest.mark.slow
-def test_cli_refuses_an_unknown_dataset(tmp_path, mnist_train):
-    np.save(tmp_path / "digits.npy", mnist_train[0][:20])
-    out = tmp_path / "r.json"
-    result = run_cli("gan.evaluate", f"--images={tmp_path}/digits.npy", "--dataset=cifar10",
-                     f"--json_out={out}", timeout=120)
-    assert result.returncode == 2
-    assert ("error: --dataset must be one of mnist, fashion_mnist, stacked_mnist, got 'cifar10'"
-            in result.stderr)
-    assert not out.exists()
-
-
-@pytest.mark.slow
-def test_cli_refuses_to_judge_a_fashion_generator_as_digits(tmp_path):
+def test_cli_refuses_bad_requests_clearly_before_evaluating(tmp_path, mnist_train):
+    """An empty checkpoint folder, a negative truncation (before any sampling), a missing
+    images file, an unknown --dataset, and a Fashion-MNIST generator asked to be judged as
+    digits: exit 2 with a message naming the flag, and no --json_out written."""
     from gan import step as step_lib
 
+    np.save(tmp_path / "digits.npy", mnist_train[0][:20])
+    fashion = tmp_path / "fashion_ckpt"
     state = step_lib.create_state(TrainConfig(dataset="fashion_mnist"))
-    checkpoints.make_manager(state, str(tmp_path), 1).save(checkpoint_number=1)
-    result = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}", "--dataset=mnist",
-                     timeout=120)
-    assert result.returncode == 2
-    assert ("error: --dataset=mnist, but the generator was trained on fashion_mnist"
-            in result.stderr)
+    checkpoints.make_manager(state, str(fashion), 1).save(checkpoint_number=1)
+    out = tmp_path / "r.json"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        ([f"--checkpoint_dir={empty}"],
+         f"error: --checkpoint_dir={empty}: {empty} holds no checkpoint"),
+        ([f"--checkpoint_dir={empty}", "--truncation=-0.5"],
+         "error: --truncation must be >= 0 (0 = off), got -0.5"),
+        ([f"--images={tmp_path}/none.npy"], "none.npy does not exist"),
+        ([f"--images={tmp_path}/digits.npy", "--dataset=cifar10"],
+         "error: --dataset must be one of mnist, fashion_mnist, stacked_mnist, got 'cifar10'"),
+        ([f"--checkpoint_dir={fashion}", "--dataset=mnist"],
+         "error: --dataset=mnist, but the generator was trained on fashion_mnist"),
+    ]
+    results = run_cli_cases("gan.evaluate", [[*args, f"--json_out={out}"] for args, _ in cases])
+    for (args, message), result in zip(cases, results):
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert message in result.stderr, args
+    assert not out.exists()
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import os
 import pytest
 
 from conftest import REPO
-from gan import train
 
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.flags")))
 
@@ -18,25 +17,13 @@ def test_the_recipes_exist():
             "dcgan.flags", "fashion_mnist.flags"} <= names
 
 
-@pytest.fixture
-def parse_flags():
-    """Parses argv with gan.train's flags, and restores their defaults afterwards."""
-    def parse(*args):
-        train.FLAGS.unparse_flags()
-        train.FLAGS(["gan.train", *args])
-        return train.config_from_flags()
-
-    yield parse
-    train.FLAGS.unparse_flags()
-
-
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
-def test_flagfile_parses_into_a_valid_config(path, parse_flags, tmp_path):
-    config = parse_flags(f"--flagfile={path}")
+def test_flagfile_parses_into_a_valid_config(path, train_flags, tmp_path):
+    config = train_flags(f"--flagfile={path}")
     dataclasses.replace(config, image_dir=str(tmp_path / "i"),
                         checkpoint_dir=str(tmp_path / "c")).validate()
     # Each recipe writes to its own folders, so one recipe never resumes another's run.
     name = os.path.splitext(os.path.basename(path))[0]
     assert name in config.checkpoint_dir and name in config.image_dir
     # Flags after the flagfile still win (e.g. a shorter run to try it).
-    assert parse_flags(f"--flagfile={path}", "--epochs=7").epochs == 7
+    assert train_flags(f"--flagfile={path}", "--epochs=7").epochs == 7

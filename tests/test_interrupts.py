@@ -67,10 +67,11 @@ def test_stop_signal_saves_the_current_epoch_within_5s_and_the_rerun_loses_none(
     # No checkpoint on the cadence: the only one can come from the signal.
     config = TrainConfig(epochs=10**6, checkpoint_every=10**6, save_every=50, steps_per_call=10,
                          data_dir=data_dir, image_dir=str(tmp_path / "img"),
-                         checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=5)
+                         checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=5,
+                         xla=False)
     args = [f"--{name}={getattr(config, name)}" for name in (
         "epochs", "checkpoint_every", "save_every", "steps_per_call", "data_dir", "image_dir",
-        "checkpoint_dir", "log_every_secs", "seed")]
+        "checkpoint_dir", "log_every_secs", "seed")] + ["--noxla"]  # signals under test
     process = start_cli("gan.train", *args, log_path=tmp_path / "log")
     try:
         wait_for_file(tmp_path / "img" / "generated_100.png", process)  # compiled, training

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import generator_with, run_cli
+from conftest import generator_with, run_cli, run_cli_cases
 from gan import images, inference
 
 
@@ -56,18 +56,24 @@ def test_truncation_samples_the_truncated_noise(tmp_path, generator_checkpoint):
     assert not np.allclose(truncated, expected_images(weights, 7, 3), atol=1e-3)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("args,message", [
+BAD_REQUESTS = [
     (["--digit=7"], "--digit=7: the checkpoint in"),
     (["--num=0"], "--num must be positive"),
-    (["--npy", "--out=x.png"], "--out=x.png"),
+    (["--npy", "--out={tmp}/x.png"], "--out={tmp}/x.png"),
     (["--truncation=-1"], "--truncation must be >= 0"),
-])
-def test_bad_requests_exit_2_naming_the_flag(tmp_path, generator_checkpoint, args, message):
+    (["--digit=12"], "--digit must be 0-9, got 12"),
+    (["--cols=0"], "--cols must be positive"),
+]
+
+
+@pytest.mark.slow
+def test_bad_requests_exit_2_naming_the_flag(tmp_path, generator_checkpoint):
     folder, _ = generator_checkpoint
-    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", *args, timeout=120)
-    assert result.returncode == 2
-    assert message in result.stderr and "error:" in result.stderr
+    cases = [[f"--checkpoint_dir={folder}", f"--out={tmp_path}/x.png",
+              *[arg.format(tmp=tmp_path) for arg in args]] for args, _ in BAD_REQUESTS]
+    for (args, message), result in zip(BAD_REQUESTS, run_cli_cases("gan.sample", cases)):
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        assert f"error: {message.format(tmp=tmp_path)}" in result.stderr, args
     assert not (tmp_path / "x.png").exists()
 
 
