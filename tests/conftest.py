@@ -56,8 +56,8 @@ def real_tfds_dir():
 
 @pytest.fixture(scope="session")
 def real_mnist_dir():
-    """A TFDS folder holding the real mnist/3.0.1, for the tests whose names end in
-    `real_mnist` (known facts of MNIST); they skip without it."""
+    """A TFDS folder holding the real mnist/3.0.1, for the few tests named `..real_mnist..`
+    (known facts of MNIST); they skip without it."""
     folder = real_tfds_dir()
     if folder is None:
         pytest.skip("no prepared MNIST: set TFDS_DATA_DIR (see ../shared/data/README.md)")
@@ -134,9 +134,10 @@ print("\\n@@cases@@" + json.dumps(results))
 
 def run_cli_cases(module, cases, timeout=300):
     """Like run_cli(module, *argv) for each argv (a list of strings) in `cases`, but all in one
-    process: the module's main is called with its flags parsed from argv (not through absl's
-    app.run, which run_cli covers); for bad flags, which end in cli.fail's SystemExit.
-    Returns one object per case with returncode, stdout and stderr."""
+    process, which starts (and imports TensorFlow) once: the module's main is called with its
+    flags parsed from argv, not through absl's app.run (run_cli covers that). Returns one
+    object per case with returncode (0 when main returns, else its SystemExit's code, e.g.
+    2 from cli.fail), stdout and stderr."""
     import types
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

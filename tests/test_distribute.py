@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli_cases
 from gan import checkpoints, distribute, loop
 from gan import step as step_lib
 from gan.config import TrainConfig
@@ -102,14 +102,16 @@ def test_a_worker_writes_into_a_temporary_folder_that_is_deleted(tmp_path):
 def test_bad_scaling_flags_exit_2_naming_the_flag(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)  # run_cli passes os.environ on
     common = [f"--checkpoint_dir={tmp_path}/c", f"--image_dir={tmp_path}/i"]
-    for flags, named in ((["--strategy=multi_worker"], "--strategy=multi_worker"),
-                         (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"],
-                          "--batch_size=7"),
-                         (["--strategy=ring"], "--strategy")):
-        result = run_cli("gan.train", *common, *flags, timeout=120)
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert f"error: {named}" in result.stderr
-        assert not os.path.exists(tmp_path / "c" / "checkpoint")
+    # In one process (run_cli_cases), the case that splits the CPU first: TensorFlow sets up
+    # its devices once.
+    cases = ((["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"], "--batch_size=7"),
+             (["--strategy=multi_worker"], "--strategy=multi_worker"),
+             (["--strategy=ring"], "--strategy"))
+    results = run_cli_cases("gan.train", [[*common, *flags] for flags, _ in cases])
+    for (flags, named), result in zip(cases, results):
+        assert result.returncode == 2, (flags, result.stderr[-2000:])
+        assert f"error: {named}" in result.stderr, flags
+    assert not os.path.exists(tmp_path / "c" / "checkpoint")
 
 
 # --- mixed precision ---------------------------------------------------------------------------

@@ -13,15 +13,34 @@ def expected_images(weights, num, seed, truncation=0.0):
                               inference.sample_noise(num, 100, seed, truncation))
 
 
+# The requests of the tests below, run as `python -m gan.sample` would run them, all in one
+# process (run_cli_cases); "b" repeats "a" in a process of its own (run_cli).
+REQUESTS = {
+    "grid": ["--num=12", "--cols=4", "--seed=3", "--out={tmp}/grid.png"],
+    "a": ["--num=7", "--npy", "--seed=3", "--out={tmp}/a.npy"],
+    "c": ["--num=7", "--npy", "--seed=4", "--out={tmp}/c.npy"],
+    "truncated": ["--num=7", "--npy", "--seed=3", "--truncation=0.7", "--out={tmp}/t.npy"],
+}
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory, generator_checkpoint):
+    """(output folder, {request: result}) of REQUESTS on generator_checkpoint."""
+    folder, _ = generator_checkpoint
+    tmp = tmp_path_factory.mktemp("sampled")
+    argvs = [[f"--checkpoint_dir={folder}", *[arg.format(tmp=tmp) for arg in args]]
+             for args in REQUESTS.values()]
+    return tmp, dict(zip(REQUESTS, run_cli_cases("gan.sample", argvs)))
+
+
 @pytest.mark.slow
-def test_png_grid_of_the_checkpoints_digits(tmp_path, generator_checkpoint):
-    folder, weights = generator_checkpoint
-    out = tmp_path / "grid.png"
-    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=12", "--cols=4",
-                     "--seed=3", f"--out={out}")
+def test_png_grid_of_the_checkpoints_digits(sampled, generator_checkpoint):
+    _, weights = generator_checkpoint
+    tmp, results = sampled
+    result = results["grid"]
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step-5 checkpoint" in result.stdout
-    with Image.open(out) as im:
+    with Image.open(tmp / "grid.png") as im:
         assert im.mode == "L" and im.size == (4 * 30 + 2, 3 * 30 + 2)  # 28 px + 2 px gaps
         pixels = np.asarray(im).astype(int)
     expected = images.grid(inference.to_uint8(expected_images(weights, 12, 3)).numpy(), cols=4)
@@ -29,15 +48,14 @@ def test_png_grid_of_the_checkpoints_digits(tmp_path, generator_checkpoint):
 
 
 @pytest.mark.slow
-def test_npy_is_repeatable_with_a_seed(tmp_path, generator_checkpoint):
+def test_npy_is_repeatable_with_a_seed(tmp_path, sampled, generator_checkpoint):
     folder, weights = generator_checkpoint
-    arrays = []
-    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=7", "--npy",
-                         f"--seed={seed}", f"--out={tmp_path}/{name}.npy")
-        assert result.returncode == 0, result.stderr[-3000:]
-        arrays.append(np.load(tmp_path / f"{name}.npy"))
-    a, b, c = arrays
+    tmp, results = sampled
+    assert results["a"].returncode == results["c"].returncode == 0, results["a"].stderr[-3000:]
+    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=7", "--npy",
+                     "--seed=3", f"--out={tmp_path}/b.npy")  # another process, as a user
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b, c = np.load(tmp / "a.npy"), np.load(tmp_path / "b.npy"), np.load(tmp / "c.npy")
     assert a.shape == (7, 28, 28) and a.dtype == np.float32
     assert a.min() >= 0.0 and a.max() <= 1.0
     assert np.array_equal(a, b)
@@ -46,12 +64,11 @@ def test_npy_is_repeatable_with_a_seed(tmp_path, generator_checkpoint):
 
 
 @pytest.mark.slow
-def test_truncation_samples_the_truncated_noise(tmp_path, generator_checkpoint):
-    folder, weights = generator_checkpoint
-    result = run_cli("gan.sample", f"--checkpoint_dir={folder}", "--num=7", "--npy",
-                     "--seed=3", "--truncation=0.7", f"--out={tmp_path}/t.npy")
-    assert result.returncode == 0, result.stderr[-3000:]
-    truncated = np.load(tmp_path / "t.npy")
+def test_truncation_samples_the_truncated_noise(sampled, generator_checkpoint):
+    _, weights = generator_checkpoint
+    tmp, results = sampled
+    assert results["truncated"].returncode == 0, results["truncated"].stderr[-3000:]
+    truncated = np.load(tmp / "t.npy")
     np.testing.assert_allclose(truncated, expected_images(weights, 7, 3, 0.7), atol=1e-5)
     assert not np.allclose(truncated, expected_images(weights, 7, 3), atol=1e-3)
 
@@ -64,24 +81,26 @@ BAD_REQUESTS = [
     (["--digit=12"], "--digit must be 0-9, got 12"),
     (["--cols=0"], "--cols must be positive"),
 ]
+for i, (args, _) in enumerate(BAD_REQUESTS):
+    REQUESTS[f"bad{i}"] = ["--out={tmp}/x.png", *args]
+REQUESTS["missing"] = ["--checkpoint_dir={tmp}/nothing", "--out={tmp}/s.png"]
 
 
 @pytest.mark.slow
-def test_bad_requests_exit_2_naming_the_flag(tmp_path, generator_checkpoint):
-    folder, _ = generator_checkpoint
-    cases = [[f"--checkpoint_dir={folder}", f"--out={tmp_path}/x.png",
-              *[arg.format(tmp=tmp_path) for arg in args]] for args, _ in BAD_REQUESTS]
-    for (args, message), result in zip(BAD_REQUESTS, run_cli_cases("gan.sample", cases)):
+def test_bad_requests_exit_2_naming_the_flag(sampled):
+    tmp, results = sampled
+    for i, (args, message) in enumerate(BAD_REQUESTS):
+        result = results[f"bad{i}"]
         assert result.returncode == 2, (args, result.stderr[-2000:])
-        assert f"error: {message.format(tmp=tmp_path)}" in result.stderr, args
-    assert not (tmp_path / "x.png").exists()
+        assert f"error: {message.format(tmp=tmp)}" in result.stderr, args
+    assert not (tmp / "x.png").exists()
 
 
 @pytest.mark.slow
-def test_missing_checkpoint_folder_is_a_clear_error(tmp_path):
-    result = run_cli("gan.sample", f"--checkpoint_dir={tmp_path}/nothing",
-                     f"--out={tmp_path}/s.png", timeout=120)
+def test_missing_checkpoint_folder_is_a_clear_error(sampled):
+    tmp, results = sampled
+    result = results["missing"]
     assert result.returncode == 2
-    assert f"--checkpoint_dir={tmp_path}/nothing" in result.stderr
+    assert f"--checkpoint_dir={tmp}/nothing" in result.stderr
     assert "does not exist" in result.stderr
-    assert not (tmp_path / "s.png").exists()
+    assert not (tmp / "s.png").exists()
