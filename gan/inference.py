@@ -123,7 +123,9 @@ class GeneratorModule(tf.Module):
 
         super().__init__(name="gan_generator")
         noise_dim = int(architecture["noise_dim"])
-        classes = models.num_classes(generator) or 0  # 0: unconditional
+        # the labels it takes, as models.build_generator builds it; 0: unconditional
+        classes = ((architecture.get("clusters") or models.NUM_CLASSES)
+                   if models.is_conditional(architecture) else 0)
         self.generator = generator
         self.noise_dim = tf.Variable(noise_dim, trainable=False, name="noise_dim")
         self.num_classes = tf.Variable(classes, trainable=False, name="num_classes")
