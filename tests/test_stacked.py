@@ -127,8 +127,11 @@ def test_mode_metrics_known_answers():
     assert half["modes_covered"] == 500 and half["kl"] == pytest.approx(math.log(2))
 
 
-def test_real_triples_cover_the_modes_and_one_repeated_triple_covers_one(mnist_train, data_dir):
-    images, labels = mnist_train
+def test_real_mnist_triples_cover_the_modes_and_one_repeated_triple_covers_one(
+        real_mnist_dir):
+    from gan import data
+
+    images, labels = data.load_split("mnist", "train", real_mnist_dir)
     x, y = next(iter(stacked.make_batches(images, labels, 8000, seed=1)))
     x, y = x.numpy()[0], y.numpy()[0]
     triples = stacked.classify_triples(x)
@@ -138,7 +141,7 @@ def test_real_triples_cover_the_modes_and_one_repeated_triple_covers_one(mnist_t
     repeated = stacked.evaluate_images(np.repeat(x[:1], 1000, axis=0))
     assert repeated["modes_covered"] == 1
     assert repeated["kl"] == pytest.approx(math.log(1000))
-    floor = stacked.real_floor(26000, data_dir)
+    floor = stacked.real_floor(26000, real_mnist_dir)
     assert floor["modes_covered"] >= 990 and floor["kl"] < 0.05
 
 
