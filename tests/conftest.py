@@ -236,3 +236,43 @@ def generator_with(weights, noise_dim=100):
     generator = models.build_mlp_generator(noise_dim)
     generator.set_weights(weights)
     return generator
+
+
+# --- small helpers of the step tests (test_step, test_loop, test_train_lib) -----------------
+
+
+def weights(model):
+    """Copies of a model's trainable weights."""
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def same(a, b):
+    """True if two lists of arrays are equal element for element."""
+    import numpy as np
+
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def real_batch(batch=32, seed=0):
+    """Stand-in real images float32 [batch, 28, 28], uniform in [0, 1]."""
+    import numpy as np
+    import tensorflow as tf
+
+    return tf.constant(np.random.default_rng(seed).uniform(0, 1, (batch, 28, 28)), tf.float32)
+
+
+def noise(batch=32, seed=0):
+    """Noise float32 [batch, 100] from N(0, 1)."""
+    import numpy as np
+    import tensorflow as tf
+
+    return tf.constant(np.random.default_rng(seed).normal(size=(batch, 100)), tf.float32)
+
+
+@pytest.fixture
+def state():
+    """A default-config TrainState, seed 3."""
+    from gan import step as step_lib
+    from gan.config import TrainConfig
+
+    return step_lib.create_state(TrainConfig(seed=3))

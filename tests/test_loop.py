@@ -9,28 +9,7 @@ import tensorflow as tf
 from gan import config as config_lib
 from gan import loop
 from gan import step as step_lib
-
-
-def weights(model):
-    return [v.numpy().copy() for v in model.trainable_variables]
-
-
-def same(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a, b))
-
-
-@pytest.fixture
-def state():
-    return step_lib.create_state(config_lib.TrainConfig(seed=3))
-
-
-def real_batch(batch=32, seed=0):
-    return tf.constant(np.random.default_rng(seed).uniform(0, 1, (batch, 28, 28)), tf.float32)
-
-
-def noise(batch=32, seed=0):
-    return tf.constant(np.random.default_rng(seed).normal(size=(batch, 100)), tf.float32)
-
+from conftest import real_batch, same, weights
 
 
 @pytest.mark.parametrize("xla", [False, True])
@@ -52,7 +31,6 @@ def test_multi_step_computes_the_same_as_single_steps(xla):
     for a, b in zip(weights(plain.generator) + weights(plain.discriminator),
                     weights(fast.generator) + weights(fast.discriminator)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-
 
 
 def test_multi_step_stops_at_the_first_non_finite_loss(state):

@@ -7,28 +7,7 @@ import tensorflow as tf
 from gan import config as config_lib
 from gan import inference
 from gan import step as step_lib
-
-
-def weights(model):
-    return [v.numpy().copy() for v in model.trainable_variables]
-
-
-def same(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a, b))
-
-
-@pytest.fixture
-def state():
-    return step_lib.create_state(config_lib.TrainConfig(seed=3))
-
-
-def real_batch(batch=32, seed=0):
-    return tf.constant(np.random.default_rng(seed).uniform(0, 1, (batch, 28, 28)), tf.float32)
-
-
-def noise(batch=32, seed=0):
-    return tf.constant(np.random.default_rng(seed).normal(size=(batch, 100)), tf.float32)
-
+from conftest import noise, real_batch, same, weights
 
 
 def test_discriminator_step_changes_only_the_discriminator(state):
@@ -76,7 +55,6 @@ def test_same_seed_same_initial_weights_and_noise():
     assert not same(weights(a.generator), weights(c.generator))
 
 
-
 def test_step_arithmetic_is_the_same_with_and_without_xla():
     """Given the same noise, XLA computes what plain TensorFlow computes."""
     results = []
@@ -97,8 +75,6 @@ def test_step_arithmetic_is_the_same_with_and_without_xla():
         np.testing.assert_allclose(m0[name].numpy(), m1[name].numpy(), rtol=1e-4)
     for a, b in zip(w0, w1):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-
-
 
 
 # --- models, losses, conditional training and EMA beyond the original ------------------------

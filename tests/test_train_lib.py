@@ -9,28 +9,7 @@ import tensorflow as tf
 from gan import config as config_lib
 from gan import data, train_lib
 from gan import step as step_lib
-
-
-def weights(model):
-    return [v.numpy().copy() for v in model.trainable_variables]
-
-
-def same(a, b):
-    return all(np.array_equal(x, y) for x, y in zip(a, b))
-
-
-@pytest.fixture
-def state():
-    return step_lib.create_state(config_lib.TrainConfig(seed=3))
-
-
-def real_batch(batch=32, seed=0):
-    return tf.constant(np.random.default_rng(seed).uniform(0, 1, (batch, 28, 28)), tf.float32)
-
-
-def noise(batch=32, seed=0):
-    return tf.constant(np.random.default_rng(seed).normal(size=(batch, 100)), tf.float32)
-
+from conftest import noise, real_batch, same, weights
 
 
 @pytest.mark.parametrize("start,save_every,bounds", [
@@ -58,7 +37,6 @@ def test_training_elements_align_to_strips_and_serve_the_stream_of_each_step(
                                           expected[step - start][0])
             np.testing.assert_array_equal(batch_labels[step - first].numpy(),
                                           expected[step - start][1])
-
 
 
 def labels_batch(batch=8, seed=0):
