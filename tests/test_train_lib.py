@@ -124,7 +124,8 @@ def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, mon
         steps_per_call=2, seed=4, data_dir=data_dir, quiet=True,
         image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
     state = train_lib.train(config, log=lambda line: None)
-    assert seen == dict(num_images=60000, num_clusters=5, seed=4)
+    train_size = len(data.load_split("mnist", "train", data_dir)[0])  # every training image
+    assert seen == dict(num_images=train_size, num_clusters=5, seed=4)
     assert recorded and all((labels == 3).all() for labels in recorded)
     assert embedding_rows(state.generator) == embedding_rows(state.discriminator) == 5
     generator, architecture, step = checkpoints.restore_generator(str(tmp_path / "ckpt"))
