@@ -12,6 +12,15 @@ DATASETS = ("mnist", "fashion_mnist", "stacked_mnist")  # gan.data loads; gan.st
 CHANNELS = {"stacked_mnist": 3}
 
 
+def label_count(dataset, clusters=0):
+    """How many labels conditional networks take: 10 digits (or clothing classes); with
+    --clusters=K, K clusters, and on stacked_mnist K ** 3, one per triple of the channels'
+    clusters (the label of an image is ka * K**2 + kb * K + kc, gan.stacked)."""
+    if not clusters:
+        return 10
+    return clusters ** CHANNELS.get(dataset, 1)
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a training run needs to know. Defaults reproduce the original script."""
@@ -127,21 +136,19 @@ class TrainConfig:
         if self.batch_size % self.pack:
             raise ValueError(f"--pack={self.pack} needs --batch_size to be a multiple of it "
                              f"(D judges batch_size / pack packs), got {self.batch_size}")
-        if self.pack > 1 and self.conditional:
-            raise ValueError("--pack cannot be combined with --conditional: a pack of samples "
-                             "has no single label to condition D on")
         if self.pack > 1 and self.loss == "wgan-gp":
             raise ValueError("--pack cannot be combined with --loss=wgan-gp: the gradient "
                              "penalty is defined per sample, not per pack")
         if self.pack > 1 and self.minibatch_std and (self.batch_size // self.pack) % 4:
             raise ValueError(f"--minibatch_std with --pack={self.pack} needs --batch_size / "
                              f"--pack to be a multiple of 4, got {self.batch_size}")
-        if self.dataset == "stacked_mnist" and self.conditional:
-            # 1,000 labels could be taken, but a generator asked for each triple covers every
-            # mode by construction: the benchmark measures unconditional mode collapse.
+        if self.dataset == "stacked_mnist" and self.conditional and not self.clusters:
+            # A generator asked for each digit triple covers every mode by construction: the
+            # benchmark measures unconditional mode collapse. Self-conditioning on k-means
+            # clusters (--clusters) uses no label, so it is allowed.
             raise ValueError("--dataset=stacked_mnist measures mode collapse of an "
-                             "unconditional generator: --conditional (and --clusters) would "
-                             "hand it the 1,000 modes; leave them off")
+                             "unconditional generator: --conditional on the digits would "
+                             "hand it the 1,000 modes; use it only with --clusters")
 
     def make_folders(self):
         """Creates the run's output folders; raises ValueError naming the flag of one that
@@ -167,8 +174,8 @@ class TrainConfig:
 
     @property
     def num_classes(self):
-        """How many labels the conditional networks take: the clusters, else the 10 digits."""
-        return self.clusters or 10
+        """How many labels the conditional networks take (label_count)."""
+        return label_count(self.dataset, self.clusters)
 
     @property
     def channels(self):

@@ -105,11 +105,12 @@ def main(argv):
 
 def evaluate_stacked(generator, architecture, step):
     """Prints (and writes) the Stacked MNIST table and JSON of a restored generator."""
-    from gan import stacked
+    from gan import inference, stacked
 
     num = FLAGS.num_samples or stacked.DEFAULT_NUM_SAMPLES
-    generated, floor = stacked.evaluate_generator(generator, num, FLAGS.data_dir, FLAGS.seed,
-                                                  FLAGS.truncation)
+    generated, floor = stacked.evaluate_generator(
+        generator, num, FLAGS.data_dir, FLAGS.seed, FLAGS.truncation,
+        inference.sampling_labels(architecture, num, FLAGS.seed))
     source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
               "architecture": architecture, "seed": FLAGS.seed, "truncation": FLAGS.truncation}
     print(f"{num} samples from {source['checkpoint_dir']} (step {step}), each channel "

@@ -27,7 +27,7 @@ original's); conditional ones are functional models with inputs [noise or images
 
 import keras
 
-from gan.config import CHANNELS
+from gan.config import CHANNELS, label_count
 
 IMAGE_SHAPE = (28, 28)  # one channel; C channels are [28, 28, C] (image_shape)
 NUM_CLASSES = 10
@@ -152,12 +152,14 @@ def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NU
 
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
                         spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES,
-                        channels=1):
+                        channels=1, pack=1):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
     conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
     unbounded score. channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
     images' channels: gan.step.pack).
-    minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4)."""
+    minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4).
+    Conditional with pack=k > 1: labels int32 [B, k], the labels of a pack's k samples, whose
+    embeddings are averaged into the projection (gan.step.pack_labels)."""
     trunk = _discriminator_trunk(model, spectral_norm, channels)
     if minibatch_std:
         trunk.append(MinibatchStddev(MINIBATCH_STD_GROUP))
@@ -167,13 +169,15 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
         return keras.Sequential([keras.Input(image_shape(channels)), *trunk, head],
                                 name="discriminator")
     images = keras.Input(image_shape(channels), name="images")
-    labels = keras.Input((), dtype="int32", name="labels")
+    labels = keras.Input(() if pack == 1 else (pack,), dtype="int32", name="labels")
     h = images
     for layer in trunk:
         h = layer(h)
+    embedded = keras.layers.Embedding(num_classes, h.shape[-1])(labels)  # [B, F] or [B, k, F]
+    if pack > 1:
+        embedded = keras.layers.GlobalAveragePooling1D()(embedded)  # [B, F]: the pack's mean
     # Projection: w.h + embed(label).h, both [B, 1].
-    projection = keras.layers.Dot(axes=1)(
-        [keras.layers.Embedding(num_classes, h.shape[-1])(labels), h])
+    projection = keras.layers.Dot(axes=1)([embedded, h])
     linear = _maybe_sn(keras.layers.Dense(1), spectral_norm)(h)
     score = keras.layers.Add()([linear, projection])
     out = keras.layers.Activation(activation)(score) if activation else score
@@ -207,7 +211,7 @@ def build_generator(architecture):
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
     return make_generator(model, architecture["noise_dim"], is_conditional(architecture),
-                          architecture.get("clusters") or NUM_CLASSES,
+                          label_count(architecture.get("dataset"), architecture.get("clusters")),
                           CHANNELS.get(architecture.get("dataset"), 1))
 
 

@@ -32,18 +32,28 @@ def channel_seed(seed, channel):
     return seed * CHANNELS + channel
 
 
-def triple_labels(digits):
-    """Labels 100a + 10b + c of digits int [..., 3] (a, b, c: the channels' digits)."""
-    return digits[..., 0] * 100 + digits[..., 1] * 10 + digits[..., 2]
+def triple_labels(digits, base=10):
+    """Labels 100a + 10b + c of digits int [..., 3] (a, b, c: the channels' digits); with
+    another base K, of per-channel labels in 0..K-1 (--clusters=K: ka K^2 + kb K + kc)."""
+    return (digits[..., 0] * base + digits[..., 1]) * base + digits[..., 2]
 
 
-def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_element=1):
+def cluster_prior(channel_prior):
+    """The shares float [K^3] of the triple labels (triple_labels, base K) given one
+    channel's label shares [K]: the channels are drawn independently, so the product."""
+    p = np.asarray(channel_prior, np.float64)
+    return np.einsum("i,j,k->ijk", p, p, p).reshape(-1)
+
+
+def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_element=1,
+                 base=10):
     """The Stacked MNIST training stream, resumable at any step, as gan.data.make_batches.
 
-    images uint8 [N, 28, 28] and labels [N]: MNIST's training split (arrays or tensors).
-    Yields (images float32 [K, B, 28, 28, 3] in [0, 1], labels int32 [K, B] = 100a + 10b + c)
-    with K = steps_per_element, B = batch_size; channel c of the j-th image of the stream is
-    digit number j of channel c's index stream."""
+    images uint8 [N, 28, 28] and labels [N] in 0..base-1: MNIST's training split (arrays or
+    tensors), labelled by digit or (--clusters=base) by k-means cluster.
+    Yields (images float32 [K, B, 28, 28, 3] in [0, 1], labels int32 [K, B] = 100a + 10b + c,
+    triple_labels in `base`) with K = steps_per_element, B = batch_size; channel c of the
+    j-th image of the stream is digit number j of channel c's index stream."""
     images, labels = tf.constant(images), tf.constant(labels)
     k, n = steps_per_element, int(labels.shape[0])
     streams = tuple(data.index_stream(n, channel_seed(seed, c), start_step * batch_size,
@@ -52,7 +62,7 @@ def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_eleme
     def gather(*indices):
         idx = tf.reshape(tf.stack(indices, axis=-1), [k, batch_size, CHANNELS])
         x = tf.cast(tf.gather(images, idx), tf.float32) / 255.0  # [K, B, 3, 28, 28]
-        return tf.transpose(x, [0, 1, 3, 4, 2]), triple_labels(tf.gather(labels, idx))
+        return tf.transpose(x, [0, 1, 3, 4, 2]), triple_labels(tf.gather(labels, idx), base)
 
     return tf.data.Dataset.zip(streams).map(gather).prefetch(tf.data.AUTOTUNE)
 
@@ -105,12 +115,13 @@ def evaluate_images(images):
 
 
 def evaluate_generator(generator, num_samples=DEFAULT_NUM_SAMPLES, data_dir=None, seed=0,
-                       truncation=0.0):
-    """(mode_metrics of num_samples images of `generator` (gan.sample's draw of `seed`), the
-    real floor at the same count)."""
+                       truncation=0.0, labels=None):
+    """(mode_metrics of num_samples images of `generator` (gan.sample's draw of `seed`; labels
+    int [N]: a --clusters generator's, inference.sampling_labels), the real floor at the
+    same count)."""
     from gan import eval_lib
 
-    images = eval_lib.sample_images(generator, num_samples, seed, truncation)
+    images = eval_lib.sample_images(generator, num_samples, seed, truncation, labels)
     return evaluate_images(images), real_floor(num_samples, data_dir)
 
 

@@ -45,17 +45,17 @@ class TrainState(tf.train.Checkpoint):
     image strips, so strips compare across epochs and resumes; architecture: JSON of the
     settings a resume must agree with; ema_generator (only with --ema): the moving average
     of the generator's weights, the one images and evaluation use; cluster_prior (only with
-    --clusters=K): float [K], each k-means cluster's share of the training images, which
-    sampling draws cluster ids from.
+    --clusters): float [L], each cluster label's share of the training images (L =
+    config.label_count), which sampling draws cluster ids from.
 
     `options` (a StepOptions) is not saved: it follows from the config.
     """
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, rng,
-                 fixed_noise, architecture, ema_generator=None, options=None, clusters=0):
+                 fixed_noise, architecture, ema_generator=None, options=None, cluster_labels=0):
         extra = {"ema_generator": ema_generator} if ema_generator is not None else {}
-        if clusters:
-            extra["cluster_prior"] = tf.Variable(tf.zeros([clusters]), name="cluster_prior")
+        if cluster_labels:
+            extra["cluster_prior"] = tf.Variable(tf.zeros([cluster_labels]), name="cluster_prior")
         super().__init__(
             generator=generator,
             discriminator=discriminator,
@@ -85,7 +85,8 @@ def create_state(config, strategy=None):
         [config.num_images, config.noise_dim])
     return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
                       fixed_noise, config.architecture(), ema_generator,
-                      StepOptions.from_config(config), config.clusters)
+                      StepOptions.from_config(config),
+                      config.num_classes if config.clusters else 0)
 
 
 @contextlib.contextmanager
@@ -111,7 +112,7 @@ def _build_networks(config):
     discriminator = models.make_discriminator(
         config.model, config.conditional, probability_output=config.loss == "bce",
         spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
-        num_classes=config.num_classes, channels=config.channels * config.pack)
+        num_classes=config.num_classes, channels=config.channels * config.pack, pack=config.pack)
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -194,7 +195,8 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     g, d, opts = state.generator, state.discriminator, state.options
     fake_images = models.call(g, noise, labels, training=True)
     batch = tf.shape(real_images)[0]
-    both_labels = None if labels is None else tf.concat([labels, labels], axis=0)
+    both_labels = None if labels is None else pack_labels(tf.concat([labels, labels], axis=0),
+                                                          opts.pack)
     if opts.loss == "wgan-gp" and alpha is None:  # a direct call: draw them here
         alpha = losses.interpolation_weights(state.rng, batch)
     with tf.GradientTape() as tape:
@@ -226,7 +228,10 @@ def generator_step(state, noise, fake_labels=None):
         fakes = models.call(g, noise, fake_labels, training=True)
         g_loss = losses.generator_loss(
             state.options.loss,
-            models.call(d, pack(fakes, state.options.pack), fake_labels, training=True))
+            models.call(d, pack(fakes, state.options.pack),
+                        None if fake_labels is None else pack_labels(fake_labels,
+                                                                     state.options.pack),
+                        training=True))
         target = gradient_target(g_loss, state.g_optimizer)
     state.g_optimizer.apply_gradients(
         zip(tape.gradient(target, g.trainable_variables), g.trainable_variables))
@@ -244,6 +249,11 @@ def pack(images, k):
     height, width, channels = images.shape[1:]
     grouped = tf.reshape(images, [-1, k, height, width, channels])  # [P, k, 28, 28, C]
     return tf.reshape(tf.transpose(grouped, [0, 2, 3, 1, 4]), [-1, height, width, k * channels])
+
+
+def pack_labels(labels, k):
+    """The labels of `pack`'s packs: int32 [k*P] -> [P, k] (k = 1: unchanged, [P])."""
+    return labels if k == 1 else tf.reshape(labels, [-1, k])
 
 
 def gradient_target(loss, optimizer):

@@ -10,6 +10,7 @@
 
 import concurrent.futures
 import contextlib
+import functools
 import json
 import time
 
@@ -148,8 +149,10 @@ def load_training_data(config, state):
     train_images, train_labels = data.load_split(source, "train", config.data_dir)
     if config.clusters:
         train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
-        state.cluster_prior.assign(
-            np.bincount(train_labels, minlength=config.clusters) / len(train_labels))
+        prior = np.bincount(train_labels, minlength=config.clusters) / len(train_labels)
+        if config.dataset == "stacked_mnist":  # each channel's cluster: triples of them
+            prior = stacked.cluster_prior(prior)
+        state.cluster_prior.assign(prior)
     return train_images, train_labels
 
 
@@ -176,8 +179,9 @@ def training_elements(images, labels, config, start):
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
     images, labels = tf.constant(images), tf.constant(labels)  # one copy for both streams
 
-    make_batches = (stacked.make_batches if config.dataset == "stacked_mnist"
-                    else data.make_batches)
+    make_batches = data.make_batches
+    if config.dataset == "stacked_mnist":  # labels: triples of digits or of channel clusters
+        make_batches = functools.partial(stacked.make_batches, base=config.clusters or 10)
 
     def make(first):
         return make_batches(images, labels, batch, config.seed, first, k)

@@ -109,9 +109,9 @@ def test_pack_is_recorded_in_the_architecture_only_when_set():
 @pytest.mark.parametrize("bad, flag", [
     (dict(pack=0), "--pack"),
     (dict(pack=3, batch_size=32), "--pack"),
-    (dict(pack=2, conditional=True), "--pack"),
     (dict(pack=2, loss="wgan-gp"), "--pack"),
     (dict(dataset="stacked_mnist", conditional=True), "--dataset=stacked_mnist"),
+    (dict(dataset="stacked_mnist", clusters=10), "--conditional"),
 ])
 def test_bad_pack_and_stacked_options_name_their_flag(bad, flag):
     with pytest.raises(ValueError, match=flag):
@@ -160,3 +160,57 @@ def test_tiny_packed_run_on_stacked_mnist_writes_a_colour_strip(tmp_path, data_d
         pixels = np.asarray(strip).astype(int)
     assert np.any(pixels[..., 0] != pixels[..., 1])  # colour, not gray
     assert any(line.startswith("eval at epoch 3") and "modes=" in line for line in lines)
+
+
+def test_self_conditioning_on_stacked_mnist_takes_triples_of_channel_clusters():
+    config = config_lib.TrainConfig(dataset="stacked_mnist", conditional=True, clusters=10,
+                                    pack=2)
+    config.validate()  # allowed: no digit label is used
+    assert config.num_classes == 1000
+    assert config_lib.label_count("mnist", 10) == 10 and config_lib.label_count("mnist") == 10
+    assert config_lib.label_count("stacked_mnist", 3) == 27
+    # The stream's labels in base K are the channels' cluster ids.
+    images, _ = indexed_digits()
+    clusters = np.arange(50, dtype=np.int32) % 3
+    x, y = next(iter(stacked.make_batches(images, clusters, 8, 0, base=3)))
+    indices = np.rint(x.numpy()[0, :, 0, 0, :] * 255).astype(int)  # [8, 3]
+    k = clusters[indices]
+    assert np.array_equal(y.numpy()[0], 9 * k[:, 0] + 3 * k[:, 1] + k[:, 2])
+    # The triples' prior is the product of the channel prior: label 9a + 3b + c.
+    prior = stacked.cluster_prior([0.5, 0.3, 0.2])
+    assert prior.shape == (27,) and prior.sum() == pytest.approx(1.0)
+    assert prior[9 * 2 + 3 * 0 + 1] == pytest.approx(0.2 * 0.5 * 0.3)
+
+
+def test_packed_conditional_discriminator_projects_every_label_of_a_pack():
+    d = models.make_discriminator("mlp", conditional=True, num_classes=5, channels=2, pack=2)
+    images = tf.random.uniform([3, 28, 28, 2])
+    labels = tf.constant([[0, 1], [2, 3], [4, 0]])
+    out = d([images, labels]).numpy()
+    assert out.shape == (3, 1)
+    for member in (0, 1):  # changing either member's label changes the pack's score
+        changed = labels.numpy().copy()
+        changed[:, member] = (changed[:, member] + 1) % 5
+        assert not np.allclose(d([images, tf.constant(changed)]).numpy(), out)
+    assert np.array_equal(step_lib.pack_labels(tf.range(6), 2).numpy(), [[0, 1], [2, 3], [4, 5]])
+
+
+def test_tiny_self_conditioned_packed_run_on_stacked_mnist_samples_by_the_prior(tmp_path,
+                                                                                data_dir):
+    from gan import checkpoints, inference
+
+    config = config_lib.TrainConfig(
+        dataset="stacked_mnist", pack=2, conditional=True, clusters=2, model="mlp",
+        batch_size=8, epochs=2, save_every=2, checkpoint_every=2, steps_per_call=1,
+        xla=False, quiet=True, data_dir=data_dir, image_dir=str(tmp_path / "img"),
+        checkpoint_dir=str(tmp_path / "ckpt"))
+    state = train_lib.train(config)
+    assert int(state.step.numpy()) == 2
+    prior = state.cluster_prior.numpy()
+    assert prior.shape == (8,) and prior.sum() == pytest.approx(1.0)
+    generator, architecture, step = checkpoints.restore_generator(str(tmp_path / "ckpt"))
+    assert step == 2 and np.allclose(architecture["cluster_prior"], prior)
+    labels = inference.sampling_labels(architecture, 800)
+    assert set(labels.tolist()) <= set(range(8))
+    assert np.allclose(np.bincount(labels, minlength=8) / 800, prior, atol=1 / 800 + 1e-6)
+    assert inference.generate(generator, tf.zeros([4, 100]), labels[:4]).shape == (4, 28, 28, 3)
