@@ -67,15 +67,17 @@ def reference(data_dir=None, dataset="mnist"):
     return _reference(data.resolve_data_dir(data_dir), dataset)
 
 
-def check_images(images, source="images"):
-    """images as float32 [N, 28, 28] in [0, 1]; accepts uint8 (0-255), float in [0, 1], and
-    a trailing channel of 1. Raises ValueError naming `source` for anything else."""
+def check_images(images, source="images", channels=1):
+    """images as float32 [N, 28, 28] in [0, 1] ([N, 28, 28, C] for channels C > 1: Stacked
+    MNIST); accepts uint8 (0-255), float in [0, 1], and a trailing channel of 1. Raises
+    ValueError naming `source` for anything else."""
     images = np.asarray(images)
-    if images.ndim == 4 and images.shape[-1] == 1:
+    if channels == 1 and images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(
-            f"{source}: expected images of shape [N, 28, 28], got {list(images.shape)}")
+    shape = (28, 28) if channels == 1 else (28, 28, channels)
+    if images.shape[1:] != shape:
+        raise ValueError(f"{source}: expected images of shape [N, {', '.join(map(str, shape))}]"
+                         f", got {list(images.shape)}")
     if len(images) < MIN_IMAGES:
         raise ValueError(f"{source}: need at least {MIN_IMAGES} images, got {len(images)}")
     if images.dtype == np.uint8:
@@ -89,9 +91,10 @@ def check_images(images, source="images"):
     return images.astype(np.float32)
 
 
-def load_images(path):
-    """Images from a .npy file ([N, 28, 28], uint8 or float in [0, 1]) or a folder of PNGs
-    (28x28 grayscale each, read in name order): float32 [N, 28, 28] in [0, 1]."""
+def load_images(path, channels=1):
+    """Images from a .npy file ([N, 28, 28], uint8 or float in [0, 1]; [N, 28, 28, C] for
+    channels C > 1) or a folder of PNGs (28x28 grayscale each, read in name order; RGB for
+    C = 3): float32 [N, 28, 28] (or [N, 28, 28, C]) in [0, 1]."""
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.png")))
         if not files:
@@ -104,8 +107,8 @@ def load_images(path):
                 if im.size != (28, 28):
                     raise ValueError(f"--images: {file} is {im.size[0]}x{im.size[1]}, "
                                      "expected 28x28")
-                pixels.append(np.asarray(im.convert("L")))
-        return check_images(np.stack(pixels), f"--images={path}")
+                pixels.append(np.asarray(im.convert("L" if channels == 1 else "RGB")))
+        return check_images(np.stack(pixels), f"--images={path}", channels)
     if not os.path.isfile(path):
         raise ValueError(f"--images={path} does not exist")
     if not path.endswith(".npy"):
@@ -114,7 +117,7 @@ def load_images(path):
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ValueError(f"--images={path} is not a readable .npy array: {e}") from None
-    return check_images(array, f"--images={path}")
+    return check_images(array, f"--images={path}", channels)
 
 
 def metrics_of(features, probs, ref, kid_subsets=100):

@@ -24,6 +24,7 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints",
                     "Training checkpoint folder; its newest checkpoint's generator is sampled.")
 flags.DEFINE_string("images", None,
                     "Evaluate these images instead of a checkpoint: a .npy array [N, 28, 28] "
+                    "([N, 28, 28, 3] with --dataset=stacked_mnist) "
                     "(uint8, or float in [0, 1]) or a folder of 28x28 grayscale .png files.")
 flags.DEFINE_integer("num_samples", None,
                      "Digits sampled from the generator (ignored with --images, which are "
@@ -57,7 +58,7 @@ def check_json_out(path):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from gan import checkpoints, data, eval_lib, inference  # after flag parsing
+    from gan import checkpoints, data, eval_lib, inference, stacked  # after flag parsing
 
     logging.set_verbosity(logging.WARNING)
     try:
@@ -69,20 +70,24 @@ def main(argv):
             raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
         dataset = eval_lib.resolve_dataset(FLAGS.dataset)  # an unknown one fails here
         if FLAGS.images:
-            pictures = eval_lib.load_images(FLAGS.images)
+            pictures = eval_lib.load_images(FLAGS.images, 3 if dataset == "stacked_mnist" else 1)
             source = {"images": os.path.abspath(FLAGS.images)}
+            if dataset == "stacked_mnist":
+                return evaluate_stacked(pictures, source)
         else:
             generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
             dataset = eval_lib.resolve_dataset(FLAGS.dataset, architecture)
             if dataset == "stacked_mnist":
-                return evaluate_stacked(generator, architecture, step)
+                num = FLAGS.num_samples or stacked.DEFAULT_NUM_SAMPLES
+                pictures = eval_lib.sample_images(
+                    generator, num, FLAGS.seed, FLAGS.truncation,
+                    inference.sampling_labels(architecture, num, FLAGS.seed))
+                return evaluate_stacked(pictures, checkpoint_source(architecture, step))
             FLAGS.num_samples = FLAGS.num_samples or eval_lib.DEFAULT_NUM_SAMPLES
             asked = inference.sampling_labels(architecture, FLAGS.num_samples, FLAGS.seed)
             pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed,
                                               FLAGS.truncation, asked)
-            source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
-                      "architecture": architecture, "seed": FLAGS.seed,
-                      "truncation": FLAGS.truncation}
+            source = checkpoint_source(architecture, step)
         source["dataset"] = dataset
         # A --clusters generator is asked for clusters, not digits: nothing to check.
         labels = None if FLAGS.images or architecture.get("clusters") else asked
@@ -103,22 +108,28 @@ def main(argv):
     write_json(line)
 
 
-def evaluate_stacked(generator, architecture, step):
-    """Prints (and writes) the Stacked MNIST table and JSON of a restored generator."""
-    from gan import inference, stacked
+def evaluate_stacked(pictures, source):
+    """Prints (and writes) the Stacked MNIST table and JSON of images [N, 28, 28, 3] from
+    `source` (a checkpoint's samples or an --images file)."""
+    from gan import stacked
 
-    num = FLAGS.num_samples or stacked.DEFAULT_NUM_SAMPLES
-    generated, floor = stacked.evaluate_generator(
-        generator, num, FLAGS.data_dir, FLAGS.seed, FLAGS.truncation,
-        inference.sampling_labels(architecture, num, FLAGS.seed))
-    source = {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
-              "architecture": architecture, "seed": FLAGS.seed, "truncation": FLAGS.truncation}
-    print(f"{num} samples from {source['checkpoint_dir']} (step {step}), each channel "
-          "classified as an MNIST digit:")
+    generated = stacked.evaluate_images(pictures)
+    floor = stacked.real_floor(len(pictures), FLAGS.data_dir)
+    where = source.get("images") or f"{source['checkpoint_dir']} (step {source['step']})"
+    print(f"{len(pictures)} samples from {where}, each channel classified as an MNIST digit:")
     print(stacked.format_table(generated, floor))
-    line = json.dumps({**source, "generated": generated, "real_floor": floor})
+    line = json.dumps({**source, "dataset": "stacked_mnist", "generated": generated,
+                       "real_floor": floor})
     print(line)
     write_json(line)
+
+
+def checkpoint_source(architecture, step):
+    """What the JSON line says of a checkpoint's samples: folder, step, architecture (its
+    cluster_prior left out: up to 1,000 shares the checkpoint holds), seed, truncation."""
+    shown = {k: v for k, v in architecture.items() if k != "cluster_prior"}
+    return {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
+            "architecture": shown, "seed": FLAGS.seed, "truncation": FLAGS.truncation}
 
 
 def write_json(line):

@@ -114,17 +114,6 @@ def evaluate_images(images):
     return mode_metrics(classify_triples(images))
 
 
-def evaluate_generator(generator, num_samples=DEFAULT_NUM_SAMPLES, data_dir=None, seed=0,
-                       truncation=0.0, labels=None):
-    """(mode_metrics of num_samples images of `generator` (gan.sample's draw of `seed`; labels
-    int [N]: a --clusters generator's, inference.sampling_labels), the real floor at the
-    same count)."""
-    from gan import eval_lib
-
-    images = eval_lib.sample_images(generator, num_samples, seed, truncation, labels)
-    return evaluate_images(images), real_floor(num_samples, data_dir)
-
-
 def format_table(generated, floor):
     """The readable table: modes and KL, generated beside the real floor."""
     n = generated["num_samples"]

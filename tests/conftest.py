@@ -20,14 +20,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 
 # Derived files (decoded MNIST arrays, XLA's compiled programs) go to a folder of this test
-# process, inherited by the commands it starts, never to the user's ~/.cache/gan: a stale or
-# broken entry there cannot change a test's outcome.
-TEST_CACHE = tempfile.mkdtemp(prefix="gan-test-cache-")
+# session, never to the user's ~/.cache/gan: a stale or broken entry there cannot change a
+# test's outcome. The process that loads this file first (pytest, or pytest-xdist's
+# controller) makes it; its workers and the commands the tests start inherit it through the
+# environment, so each real split is decoded and each program compiled once per session.
+# Both caches write whole files by rename, so workers may fill them at the same time.
+_OWN_CACHE = "GAN_TEST_CACHE" not in os.environ
+if _OWN_CACHE:
+    os.environ["GAN_TEST_CACHE"] = tempfile.mkdtemp(prefix="gan-test-cache-")
+TEST_CACHE = os.environ["GAN_TEST_CACHE"]
 os.environ["GAN_CACHE_DIR"] = TEST_CACHE
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(TEST_CACHE, ignore_errors=True)
+    if _OWN_CACHE:
+        shutil.rmtree(TEST_CACHE, ignore_errors=True)
+
+
+def tiny_config(tmp_path, data_dir=None, **overrides):
+    """A TrainConfig for a short in-process run writing under tmp_path: images/ and ckpt/,
+    no progress lines, and no XLA (tests that put XLA under test ask for it)."""
+    from gan.config import TrainConfig
+
+    values = dict(steps_per_call=16, data_dir=data_dir, image_dir=str(tmp_path / "images"),
+                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, xla=False)
+    values.update(overrides)
+    return TrainConfig(**values)
 
 
 @pytest.fixture(scope="session")

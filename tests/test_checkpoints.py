@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
+import conftest
 from conftest import file_snapshot
 from gan import actions, checkpoints, train_lib
 from gan import step as step_lib
@@ -12,12 +13,8 @@ from gan.config import TrainConfig
 
 
 def tiny_config(tmp_path, data_dir, **overrides):
-    values = dict(epochs=120, checkpoint_every=40, save_every=50, steps_per_call=16,
-                  data_dir=data_dir, image_dir=str(tmp_path / "images"),
-                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=7,
-                  xla=False)  # checkpoints are under test, not XLA; saves its compiles
-    values.update(overrides)
-    return TrainConfig(**values)
+    defaults = dict(epochs=120, checkpoint_every=40, save_every=50, seed=7)
+    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
 
 
 def state_arrays(state):

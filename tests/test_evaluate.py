@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import conftest
 from conftest import run_cli, run_cli_cases
 from gan import checkpoints, eval_lib, monitor, train_lib
 from gan.config import TrainConfig
@@ -100,12 +101,8 @@ def test_restore_generator_refuses_missing_and_empty_folders(tmp_path):
 
 
 def tiny_config(tmp_path, data_dir, **overrides):
-    values = dict(epochs=40, checkpoint_every=20, save_every=20, steps_per_call=16,
-                  data_dir=data_dir, image_dir=str(tmp_path / "images"),
-                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=3,
-                  xla=False)  # the hook is under test, not XLA; saves two compiles
-    values.update(overrides)
-    return TrainConfig(**values)
+    defaults = dict(epochs=40, checkpoint_every=20, save_every=20, seed=3)
+    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
 
 
 def test_training_logs_evaluations_without_changing_the_run(tmp_path, data_dir):

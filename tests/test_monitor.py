@@ -6,17 +6,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import conftest
 from gan import checkpoints, images, monitor, resume, train_lib
 from gan import step as step_lib
-from gan.config import TrainConfig
 
 
 def tiny_config(tmp_path, data_dir=None, **overrides):
-    values = dict(epochs=120, checkpoint_every=40, save_every=50, steps_per_call=16,
-                  data_dir=data_dir, image_dir=str(tmp_path / "images"),
-                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=7, xla=False)
-    values.update(overrides)
-    return TrainConfig(**values)
+    defaults = dict(epochs=120, checkpoint_every=40, save_every=50, seed=7)
+    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
 
 
 def read_events(logs_dir):

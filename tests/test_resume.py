@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import conftest
 from conftest import REPO, checkpoint_tensors, file_snapshot
 from gan import checkpoints, resume, train_lib
 from gan import step as step_lib
@@ -82,11 +83,9 @@ def test_a_record_without_run_settings_accepts_any():
 
 
 def tiny_config(tmp_path, data_dir, **overrides):
-    values = dict(epochs=40, checkpoint_every=20, save_every=20, steps_per_call=16,
-                  data_dir=data_dir, image_dir=str(tmp_path / "img"),
-                  checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=7, xla=False)
-    values.update(overrides)
-    return TrainConfig(**values)
+    defaults = dict(epochs=40, checkpoint_every=20, save_every=20, seed=7,
+                    image_dir=str(tmp_path / "img"))
+    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
 
 
 def quiet(_):

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from conftest import run_cli_cases
 from gan import config as config_lib
 from gan import models, stacked, train_lib
 from gan import step as step_lib
@@ -214,3 +215,28 @@ def test_tiny_self_conditioned_packed_run_on_stacked_mnist_samples_by_the_prior(
     assert set(labels.tolist()) <= set(range(8))
     assert np.allclose(np.bincount(labels, minlength=8) / 800, prior, atol=1 / 800 + 1e-6)
     assert inference.generate(generator, tf.zeros([4, 100]), labels[:4]).shape == (4, 28, 28, 3)
+    (judged,) = run_cli_cases("gan.evaluate", [[f"--checkpoint_dir={tmp_path / 'ckpt'}",
+                                                "--num_samples=100", f"--data_dir={data_dir}"]])
+    assert judged.returncode == 0, judged.stderr[-3000:]
+    printed = json.loads(judged.stdout.strip().splitlines()[-1])
+    assert printed["step"] == 2 and printed["generated"]["num_samples"] == 100
+    assert "cluster_prior" not in printed["architecture"]  # 8 shares here, 1,000 for K=10
+
+
+def test_evaluate_judges_a_stacked_npy_file_and_refuses_gray_images(tmp_path, data_dir,
+                                                                     mnist_train):
+    images, labels = mnist_train
+    x = next(iter(stacked.make_batches(images, labels, 200, seed=0)))[0].numpy()[0]
+    np.save(tmp_path / "stacked.npy", x)
+    np.save(tmp_path / "gray.npy", x[..., 0])
+    out = tmp_path / "r.json"
+    common = ["--dataset=stacked_mnist", f"--data_dir={data_dir}"]
+    good, gray = run_cli_cases("gan.evaluate", [
+        [f"--images={tmp_path / 'stacked.npy'}", f"--json_out={out}", *common],
+        [f"--images={tmp_path / 'gray.npy'}", *common]])
+    assert good.returncode == 0, good.stderr[-3000:]
+    printed = json.loads(out.read_text())
+    assert printed["generated"] == stacked.mode_metrics(stacked.classify_triples(x))
+    assert printed["real_floor"]["num_samples"] == 200 and "modes covered" in good.stdout
+    assert gray.returncode == 2
+    assert "expected images of shape [N, 28, 28, 3], got [200, 28, 28]" in gray.stderr
