@@ -12,13 +12,19 @@ DATASETS = ("mnist", "fashion_mnist", "stacked_mnist")  # gan.data loads; gan.st
 CHANNELS = {"stacked_mnist": 3}
 
 
+def label_parts(dataset, clusters=0):
+    """How many digits a conditional network's label has (gan.models._embed_labels): 3 for
+    --clusters on stacked_mnist (one cluster id per channel), else 1."""
+    return CHANNELS.get(dataset, 1) if clusters else 1
+
+
 def label_count(dataset, clusters=0):
     """How many labels conditional networks take: 10 digits (or clothing classes); with
     --clusters=K, K clusters, and on stacked_mnist K ** 3, one per triple of the channels'
     clusters (the label of an image is ka * K**2 + kb * K + kc, gan.stacked)."""
     if not clusters:
         return 10
-    return clusters ** CHANNELS.get(dataset, 1)
+    return clusters ** label_parts(dataset, clusters)
 
 
 @dataclasses.dataclass
@@ -176,6 +182,11 @@ class TrainConfig:
     def num_classes(self):
         """How many labels the conditional networks take (label_count)."""
         return label_count(self.dataset, self.clusters)
+
+    @property
+    def label_parts(self):
+        """Digits of a conditional network's label (label_parts)."""
+        return label_parts(self.dataset, self.clusters)
 
     @property
     def channels(self):

@@ -27,7 +27,7 @@ original's); conditional ones are functional models with inputs [noise or images
 
 import keras
 
-from gan.config import CHANNELS, label_count
+from gan.config import CHANNELS, label_count, label_parts
 
 IMAGE_SHAPE = (28, 28)  # one channel; C channels are [28, 28, C] (image_shape)
 NUM_CLASSES = 10
@@ -77,6 +77,13 @@ def image_shape(channels=1):
     return IMAGE_SHAPE if channels == 1 else (*IMAGE_SHAPE, channels)
 
 
+def _batch_norm():
+    # synchronized: under a tf.distribute strategy the batch statistics are those of the
+    # global batch (all-reduced over replicas), so a mirrored run computes what one device
+    # does; on one device it is plain batch norm.
+    return keras.layers.BatchNormalization(synchronized=True)
+
+
 def _leaky():
     return keras.layers.LeakyReLU(negative_slope=0.2)
 
@@ -93,7 +100,7 @@ def _generator_trunk(model, channels=1):
         # Batch norm on the wide layer, as in common MLP GANs: without it this G falls
         # behind D within a few thousand steps (D's loss -> 0).
         return [keras.layers.Dense(256), _leaky(),
-                keras.layers.Dense(512, use_bias=False), keras.layers.BatchNormalization(),
+                keras.layers.Dense(512, use_bias=False), _batch_norm(),
                 _leaky(),
                 keras.layers.Dense(784 * channels, activation="sigmoid"),
                 keras.layers.Reshape(shape)]
@@ -101,11 +108,11 @@ def _generator_trunk(model, channels=1):
         c1, c2 = DCGAN_CHANNELS
         return [
             keras.layers.Dense(7 * 7 * c1, use_bias=False),
-            keras.layers.BatchNormalization(),
+            _batch_norm(),
             keras.layers.ReLU(),
             keras.layers.Reshape((7, 7, c1)),
             keras.layers.Conv2DTranspose(c2, 4, strides=2, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(),
+            _batch_norm(),
             keras.layers.ReLU(),
             keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
                                          activation="sigmoid"),
@@ -134,17 +141,53 @@ def _discriminator_trunk(model, spectral_norm, channels=1):
     raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
 
 
+class LabelDigits(keras.layers.Layer):
+    """labels int32 [...] in 0..base**parts-1 -> their base-`base` digits int32 [..., parts],
+    most significant first: a Stacked MNIST cluster label ka K^2 + kb K + kc -> (ka, kb, kc),
+    one cluster id per channel (gan.stacked.triple_labels)."""
+
+    def __init__(self, base, parts, **kwargs):
+        super().__init__(**kwargs)
+        self.base, self.parts = base, parts
+
+    def call(self, labels):
+        return keras.ops.stack([(labels // self.base ** (self.parts - 1 - i)) % self.base
+                                for i in range(self.parts)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.parts)
+
+    def get_config(self):
+        return {**super().get_config(), "base": self.base, "parts": self.parts}
+
+
+def _embed_labels(labels, num_classes, label_parts, size):
+    """Embeddings of labels int32 [...]: [..., size] (label_parts 1), else the label's
+    label_parts digits in base num_classes ** (1 / label_parts), each embedded by one shared
+    table of that base: [..., label_parts, size]. The factored table is what makes
+    Stacked MNIST's K^3 channel-cluster labels affordable (K = 30: 30 rows, not 27,000)."""
+    if label_parts == 1:
+        return keras.layers.Embedding(num_classes, size)(labels)
+    base = round(num_classes ** (1 / label_parts))
+    if base ** label_parts != num_classes:
+        raise ValueError(f"{num_classes} labels are not {label_parts} digits of one base")
+    return keras.layers.Embedding(base, size)(LabelDigits(base, label_parts)(labels))
+
+
 def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NUM_CLASSES,
-                   channels=1):
+                   channels=1, label_parts=1):
     """Generator: noise [B, noise_dim] (and labels int32 [B] in 0..num_classes-1 if
-    conditional) -> images [B, 28, 28] in [0, 1] ([B, 28, 28, C] for channels C > 1)."""
+    conditional) -> images [B, 28, 28] in [0, 1] ([B, 28, 28, C] for channels C > 1).
+    label_parts P > 1: each label is P digits (_embed_labels), their embeddings concatenated."""
     trunk = _generator_trunk(model, channels)
     if not conditional:
         return keras.Sequential([keras.Input((noise_dim,)), *trunk], name="generator")
     noise = keras.Input((noise_dim,), name="noise")
     labels = keras.Input((), dtype="int32", name="labels")
-    x = keras.layers.Concatenate()(
-        [noise, keras.layers.Embedding(num_classes, LABEL_EMBEDDING)(labels)])
+    embedded = _embed_labels(labels, num_classes, label_parts, LABEL_EMBEDDING)
+    if label_parts > 1:
+        embedded = keras.layers.Flatten()(embedded)  # [B, P * LABEL_EMBEDDING]
+    x = keras.layers.Concatenate()([noise, embedded])
     for layer in trunk:
         x = layer(x)
     return keras.Model([noise, labels], x, name="generator")
@@ -152,14 +195,15 @@ def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NU
 
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
                         spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES,
-                        channels=1, pack=1):
+                        channels=1, pack=1, label_parts=1):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
     conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
     unbounded score. channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
     images' channels: gan.step.pack).
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4).
     Conditional with pack=k > 1: labels int32 [B, k], the labels of a pack's k samples, whose
-    embeddings are averaged into the projection (gan.step.pack_labels)."""
+    embeddings are averaged into the projection (gan.step.pack_labels). label_parts P > 1:
+    each label is P digits (_embed_labels), their embeddings averaged likewise."""
     trunk = _discriminator_trunk(model, spectral_norm, channels)
     if minibatch_std:
         trunk.append(MinibatchStddev(MINIBATCH_STD_GROUP))
@@ -173,9 +217,12 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
     h = images
     for layer in trunk:
         h = layer(h)
-    embedded = keras.layers.Embedding(num_classes, h.shape[-1])(labels)  # [B, F] or [B, k, F]
-    if pack > 1:
-        embedded = keras.layers.GlobalAveragePooling1D()(embedded)  # [B, F]: the pack's mean
+    features = h.shape[-1]
+    # [B, F], [B, k, F], [B, P, F] or [B, k, P, F]: averaged over the pack and the digits
+    embedded = _embed_labels(labels, num_classes, label_parts, features)
+    if pack * label_parts > 1:
+        embedded = keras.layers.Reshape((pack * label_parts, features))(embedded)
+        embedded = keras.layers.GlobalAveragePooling1D()(embedded)  # [B, F]
     # Projection: w.h + embed(label).h, both [B, 1].
     projection = keras.layers.Dot(axes=1)([embedded, h])
     linear = _maybe_sn(keras.layers.Dense(1), spectral_norm)(h)
@@ -210,9 +257,10 @@ def build_generator(architecture):
     model = architecture.get("model")
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
+    dataset, clusters = architecture.get("dataset"), architecture.get("clusters")
     return make_generator(model, architecture["noise_dim"], is_conditional(architecture),
-                          label_count(architecture.get("dataset"), architecture.get("clusters")),
-                          CHANNELS.get(architecture.get("dataset"), 1))
+                          label_count(dataset, clusters), CHANNELS.get(dataset, 1),
+                          label_parts(dataset, clusters))
 
 
 def is_conditional(architecture):

@@ -10,6 +10,7 @@ outputs [B/k, 1].
 
 import contextlib
 import dataclasses
+import functools
 
 import keras
 import tensorflow as tf
@@ -107,12 +108,15 @@ def _dtype_policy(name):
 def _build_networks(config):
     """(generator, discriminator, [g_optimizer, d_optimizer], ema_generator or None)."""
     keras.utils.set_random_seed(config.seed)  # Keras initialisers use Keras's own seed
-    generator = models.make_generator(config.model, config.noise_dim, config.conditional,
-                                      config.num_classes, config.channels)
+    make_generator = functools.partial(models.make_generator, config.model, config.noise_dim,
+                                       config.conditional, config.num_classes, config.channels,
+                                       config.label_parts)
+    generator = make_generator()
     discriminator = models.make_discriminator(
         config.model, config.conditional, probability_output=config.loss == "bce",
         spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
-        num_classes=config.num_classes, channels=config.channels * config.pack, pack=config.pack)
+        num_classes=config.num_classes, channels=config.channels * config.pack, pack=config.pack,
+        label_parts=config.label_parts)
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -122,8 +126,7 @@ def _build_networks(config):
         optimizers.append(opt)
     ema_generator = None
     if config.ema:  # built last, so the default run's initial weights are unchanged
-        ema_generator = models.make_generator(config.model, config.noise_dim, config.conditional,
-                                              config.num_classes, config.channels)
+        ema_generator = make_generator()
         ema_generator.set_weights(generator.get_weights())
     return generator, discriminator, optimizers, ema_generator
 

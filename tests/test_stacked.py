@@ -196,6 +196,30 @@ def test_packed_conditional_discriminator_projects_every_label_of_a_pack():
     assert np.array_equal(step_lib.pack_labels(tf.range(6), 2).numpy(), [[0, 1], [2, 3], [4, 5]])
 
 
+def test_channel_cluster_labels_are_embedded_digit_by_digit():
+    digits = models.LabelDigits(3, 3)(tf.constant([0, 5, 26, 9]))
+    assert digits.numpy().tolist() == [[0, 0, 0], [0, 1, 2], [2, 2, 2], [1, 0, 0]]
+    config = config_lib.TrainConfig(dataset="stacked_mnist", conditional=True, clusters=30,
+                                    pack=2, model="mlp")
+    assert config.label_parts == 3 and config.num_classes == 27000
+    state = step_lib.create_state(config)
+    # One table of 30 rows per network, shared by the three channels: not 27,000 rows.
+    for net in (state.generator, state.discriminator):
+        (table,) = [w for w in net.weights if "embedding" in w.path]
+        assert table.shape[0] == 30
+    g = state.generator
+    noise = tf.random.normal([1, 100])
+    # Labels with the same cluster ids in other channels are other labels.
+    a, b = (g([noise, tf.constant([label])]).numpy() for label in (1 * 900 + 2 * 30 + 3,
+                                                                    3 * 900 + 2 * 30 + 1))
+    assert not np.allclose(a, b)
+    d = state.discriminator
+    packs = tf.random.uniform([2, 28, 28, 6])
+    assert d([packs, tf.constant([[0, 26999], [5, 7]])]).shape == (2, 1)
+    with pytest.raises(ValueError, match="not 3 digits of one base"):
+        models.make_generator("mlp", conditional=True, num_classes=10, label_parts=3)
+
+
 def test_tiny_self_conditioned_packed_run_on_stacked_mnist_samples_by_the_prior(tmp_path,
                                                                                 data_dir):
     from gan import checkpoints, inference
