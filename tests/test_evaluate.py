@@ -13,6 +13,10 @@ from conftest import run_cli, run_cli_cases
 from gan import checkpoints, eval_lib, monitor, train_lib
 from gan.config import TrainConfig
 
+# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
+# fixtures (real data decoded) then run once, not on each worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate")
+
 
 @pytest.fixture(scope="module")
 def floor_2000(real_mnist_dir):

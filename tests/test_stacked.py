@@ -126,6 +126,18 @@ def test_mode_metrics_known_answers():
     assert even["modes_covered"] == 1000 and even["kl"] == pytest.approx(0.0, abs=1e-12)
     half = stacked.mode_metrics(np.arange(500))
     assert half["modes_covered"] == 500 and half["kl"] == pytest.approx(math.log(2))
+    # The split of KL: one repeated triple is three uneven channels, no dependence; the
+    # same random digit in all three channels is even channels, all dependence (2 ln 10).
+    assert one["kl_channels"] == pytest.approx(3 * math.log(10))
+    assert one["dependence"] == pytest.approx(0.0, abs=1e-9)
+    same = stacked.mode_metrics(111 * np.tile(np.arange(10), 100))
+    assert same["kl_channels"] == pytest.approx(0.0, abs=1e-9)
+    assert same["dependence"] == pytest.approx(2 * math.log(10))
+    # Digits 0..4 in channel a (uneven: ln 2), b and c independent and even.
+    a, b, c = np.meshgrid(np.arange(5), np.arange(10), np.arange(10), indexing="ij")
+    skewed = stacked.mode_metrics(stacked.triple_labels(np.stack([a, b, c], -1).reshape(-1, 3)))
+    assert skewed["kl_channels"] == pytest.approx(math.log(2))
+    assert skewed["dependence"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_real_mnist_triples_cover_the_modes_and_one_repeated_triple_covers_one(
