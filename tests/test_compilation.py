@@ -102,7 +102,10 @@ def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, dat
     decoded arrays is empty), the others from that cache: the key must not depend on it.
     --xla_cache_dir= keeps no cache."""
     cache = tmp_path / "cache"
-    derived = {"GAN_CACHE_DIR": str(tmp_path / "derived")}  # empty: the first run decodes
+    # GAN_CACHE_DIR empty: the first run decodes. TF_XLA_FLAGS empty: an in-process XLA test
+    # of this worker may have pointed it at the session's cache, and a command that inherits
+    # it keeps that cache (as it keeps a user's), not --xla_cache_dir.
+    derived = {"GAN_CACHE_DIR": str(tmp_path / "derived"), "TF_XLA_FLAGS": ""}
 
     def train(name, *extra):
         result = run_cli("gan.train", "--epochs=3", "--save_every=2", "--quiet",
@@ -138,6 +141,6 @@ def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, dat
     off = tmp_path / "off"
     result = run_cli("gan.train", "--epochs=1", "--quiet", f"--data_dir={data_dir}",
                      f"--checkpoint_dir={tmp_path}/d", f"--image_dir={tmp_path}/d_img",
-                     "--xla_cache_dir=", env={"GAN_CACHE_DIR": str(off)})
+                     "--xla_cache_dir=", env={"GAN_CACHE_DIR": str(off), "TF_XLA_FLAGS": ""})
     assert result.returncode == 0, result.stderr[-3000:]
     assert not os.path.exists(off / "xla")
