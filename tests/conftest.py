@@ -37,14 +37,6 @@ def pytest_unconfigure(config):
         shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
-def pytest_collection_modifyitems(items):
-    """Long work first: the files run whole on one xdist worker, then the end-to-end (slow)
-    tests, then the rest, each in collection order; short tests then fill the end of the
-    run on both workers instead of one long test running alone."""
-    items.sort(key=lambda item: (item.get_closest_marker("xdist_group") is None,
-                                 item.get_closest_marker("slow") is None))
-
-
 def tiny_config(tmp_path, data_dir=None, **overrides):
     """A TrainConfig for a short in-process run writing under tmp_path: images/ and ckpt/,
     no progress lines, and no XLA (tests that put XLA under test ask for it)."""

@@ -11,11 +11,6 @@ from gan import actions, checkpoints, train_lib
 from gan import step as step_lib
 from gan.config import TrainConfig
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (a training run) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_checkpoints")
-
-
 def tiny_config(tmp_path, data_dir, **overrides):
     defaults = dict(epochs=120, checkpoint_every=40, save_every=50, seed=7)
     return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})

@@ -18,11 +18,6 @@ from conftest import REPO, checkpoint_tensors
 from gan import checkpoints, files, images, monitor, train_lib
 from gan.config import TrainConfig
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (a training run) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_diskfull")
-
-
 def enospc(path=None):
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 

@@ -11,11 +11,6 @@ import pytest
 
 from conftest import REPO
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (every --help) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_entry_points")
-
-
 def console_scripts():
     parser = configparser.ConfigParser()
     parser.read(os.path.join(REPO, "setup.cfg"))

@@ -13,11 +13,6 @@ from conftest import run_cli, run_cli_cases
 from gan import checkpoints, eval_lib, monitor, train_lib
 from gan.config import TrainConfig
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (real data decoded) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_evaluate")
-
-
 @pytest.fixture(scope="module")
 def floor_2000(real_mnist_dir):
     return eval_lib.real_floor(2000, real_mnist_dir)
@@ -149,8 +144,9 @@ def fashion_test(fashion_data_dir):
     return data.load_split("fashion_mnist", "test", fashion_data_dir)
 
 
+@pytest.mark.slow  # and the command in a process of its own
 def test_fashion_images_are_judged_by_the_fashion_classifier_real_fashion_mnist(
-        fashion_data_dir, fashion_test):
+        tmp_path, fashion_data_dir, fashion_test):
     images, labels = fashion_test[0][:1000], fashion_test[1][:1000]
     judged = eval_lib.evaluate_images(images, fashion_data_dir, labels, dataset="fashion_mnist")
     # Asked for their true classes, real clothes are drawn as asked: the classifier is the
@@ -167,6 +163,20 @@ def test_fashion_images_are_judged_by_the_fashion_classifier_real_fashion_mnist(
     assert floor != eval_lib.real_floor(1000, fashion_data_dir)  # the MNIST floor
     with pytest.raises(ValueError, match="--dataset must be one of .*, got 'cifar10'"):
         eval_lib.real_floor(1000, fashion_data_dir, dataset="cifar10")
+    # The command judges them the same way. (In this test, after the floors above: its
+    # process reads the decoded Fashion-MNIST from the session's cache instead of decoding.)
+    np.save(tmp_path / "clothes.npy", fashion_test[0][:300])
+    result = run_cli("gan.evaluate", f"--images={tmp_path}/clothes.npy",
+                     "--dataset=fashion_mnist", f"--data_dir={fashion_data_dir}", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "against the Fashion-MNIST test split" in result.stdout
+    assert "real images (300)" in result.stdout and "classes >= 2% of samples" in result.stdout
+    printed = json.loads([x for x in result.stdout.splitlines() if x.startswith("{")][0])
+    assert printed["dataset"] == "fashion_mnist"
+    assert printed["generated"]["modes_covered"] == 10
+    floor_300 = eval_lib.real_floor(300, fashion_data_dir, dataset="fashion_mnist")
+    for key in ("fd", "classifier_score", "precision", "recall"):
+        assert printed["real_floor"][key] == pytest.approx(floor_300[key], rel=1e-4), key
 
 
 def test_training_evaluates_fashion_runs_with_the_fashion_classifier_real_fashion_mnist(
@@ -246,22 +256,6 @@ def test_cli_refuses_bad_requests_clearly_before_evaluating(tmp_path, mnist_trai
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert message in result.stderr, args
     assert not out.exists()
-
-
-@pytest.mark.slow
-def test_cli_judges_fashion_images_real_fashion_mnist(tmp_path, fashion_data_dir, fashion_test):
-    np.save(tmp_path / "clothes.npy", fashion_test[0][:300])
-    result = run_cli("gan.evaluate", f"--images={tmp_path}/clothes.npy",
-                     "--dataset=fashion_mnist", f"--data_dir={fashion_data_dir}", timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "against the Fashion-MNIST test split" in result.stdout
-    assert "real images (300)" in result.stdout and "classes >= 2% of samples" in result.stdout
-    printed = json.loads([x for x in result.stdout.splitlines() if x.startswith("{")][0])
-    assert printed["dataset"] == "fashion_mnist"
-    assert printed["generated"]["modes_covered"] == 10
-    floor = eval_lib.real_floor(300, fashion_data_dir, dataset="fashion_mnist")
-    for key in ("fd", "classifier_score", "precision", "recall"):
-        assert printed["real_floor"][key] == pytest.approx(floor[key], rel=1e-4), key
 
 
 def test_label_accuracy_is_per_asked_digit():

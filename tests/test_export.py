@@ -15,11 +15,6 @@ import tensorflow as tf
 from conftest import CLUSTER_PRIOR, run_cli
 from gan import checkpoints, inference
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (three exports) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_export")
-
-
 KINDS = ("unconditional", "digits", "clusters")
 NUM_CLASSES = {"unconditional": 0, "digits": 10, "clusters": len(CLUSTER_PRIOR)}
 

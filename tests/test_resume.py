@@ -17,11 +17,6 @@ from gan import checkpoints, resume, train_lib
 from gan import step as step_lib
 from gan.config import TrainConfig
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (a training run) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_resume")
-
-
 def check(old, new):
     """resume.check of a checkpoint made with TrainConfig(**old) resumed with **new."""
     return resume.check(resume.record(TrainConfig(**old)), resume.record(TrainConfig(**new)))

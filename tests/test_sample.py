@@ -7,11 +7,6 @@ from PIL import Image
 from conftest import generator_with, run_cli, run_cli_cases
 from gan import images, inference
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (every sampling request) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_sample")
-
-
 def expected_images(weights, num, seed, truncation=0.0):
     return inference.generate(generator_with(weights),
                               inference.sample_noise(num, 100, seed, truncation))

@@ -14,11 +14,6 @@ from PIL import Image
 from conftest import (REPO, checkpoint_tensors, file_snapshot, run_cli, start_cli,
                       wait_for_file)
 
-# One xdist worker runs this whole file (setup.cfg: --dist=loadgroup): its module
-# fixtures (a training run) then run once, not on each worker.
-pytestmark = pytest.mark.xdist_group("test_train_cli")
-
-
 @pytest.mark.slow
 def test_train_writes_images_and_checkpoints_then_resumes(tmp_path, data_dir):
     args = [f"--data_dir={data_dir}", f"--image_dir={tmp_path}/img",
