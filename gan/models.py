@@ -80,7 +80,8 @@ def image_shape(channels=1):
 def _batch_norm():
     # synchronized: under a tf.distribute strategy the batch statistics are those of the
     # global batch (all-reduced over replicas), so a mirrored run computes what one device
-    # does; on one device it is plain batch norm.
+    # does. On one device the statistics are the same up to float rounding (Keras computes
+    # the variance as E[x^2] - E[x]^2 on this path).
     return keras.layers.BatchNormalization(synchronized=True)
 
 
