@@ -260,8 +260,8 @@ def _read_generator(prefix):
     parts = {"ema_generator" if architecture.get("ema") else "generator": generator,
              "step": tf.Variable(0, dtype=tf.int64)}
     if architecture.get("clusters"):  # what sampling draws the cluster ids from
-        parts["cluster_prior"] = tf.Variable(tf.zeros([models.label_count(
-            architecture.get("dataset"), architecture["clusters"])]))
+        parts["cluster_prior"] = tf.Variable(
+            tf.zeros([models.architecture_label_count(architecture)]))
     read_parts(prefix, **parts)
     if "cluster_prior" in parts:
         architecture["cluster_prior"] = parts["cluster_prior"].numpy().tolist()

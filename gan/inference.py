@@ -123,7 +123,7 @@ class GeneratorModule(tf.Module):
         super().__init__(name="gan_generator")
         noise_dim = int(architecture["noise_dim"])
         # the labels it takes, as models.build_generator builds it; 0: unconditional
-        classes = (models.label_count(architecture.get("dataset"), architecture.get("clusters"))
+        classes = (models.architecture_label_count(architecture)
                    if models.is_conditional(architecture) else 0)
         self.generator = generator
         self.noise_dim = tf.Variable(noise_dim, trainable=False, name="noise_dim")

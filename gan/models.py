@@ -260,8 +260,14 @@ def build_generator(architecture):
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
     dataset, clusters = architecture.get("dataset"), architecture.get("clusters")
     return make_generator(model, architecture["noise_dim"], is_conditional(architecture),
-                          label_count(dataset, clusters), CHANNELS.get(dataset, 1),
+                          architecture_label_count(architecture), CHANNELS.get(dataset, 1),
                           label_parts(dataset, clusters))
+
+
+def architecture_label_count(architecture):
+    """How many labels the conditional networks of a checkpoint's architecture take
+    (config.label_count of its dataset and clusters)."""
+    return label_count(architecture.get("dataset"), architecture.get("clusters"))
 
 
 def is_conditional(architecture):
