@@ -75,6 +75,9 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update, each on its own real batch
     ema: bool = False  # keep an exponential moving average of G's weights, sample from it
     ema_decay: float = 0.999
+    # Mode-seeking term (MSGAN): G also minimizes diversity / (how far apart two of its
+    # images are per unit of noise distance); 0 = off. Against conditional collapse.
+    diversity: float = 0.0
     # Scaling out (gan.distribute): tf.distribute strategy, logical CPU devices for it on a
     # machine without GPUs (0 = leave the CPU whole), float16 compute with loss scaling.
     strategy: str = "default"
@@ -130,6 +133,11 @@ class TrainConfig:
                              "instead of digits: give --conditional too")
         if not self.gp_weight >= 0:
             raise ValueError(f"--gp_weight must be >= 0, got {self.gp_weight}")
+        if not self.diversity >= 0:
+            raise ValueError(f"--diversity must be >= 0 (0 = off), got {self.diversity}")
+        if self.diversity and self.batch_size % 2:
+            raise ValueError(f"--diversity compares the batch's samples in pairs: "
+                             f"--batch_size must be even, got {self.batch_size}")
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"--dataset must be one of {', '.join(DATASETS)}, got '{self.dataset}'")

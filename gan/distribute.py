@@ -101,11 +101,12 @@ def is_chief_task(task_type, task_id, cluster):
 def check_global_batch(config, replicas):
     """ValueError naming --batch_size unless the global batch splits evenly over `replicas`
     (into multiples of 4 per replica with --minibatch_std, whose groups must not span two
-    replicas)."""
-    unit = replicas * (4 if config.minibatch_std else 1)
+    replicas, and of 2 with --diversity, whose pairs must not)."""
+    group = 4 if config.minibatch_std else 2 if config.diversity else 1
+    unit = replicas * group
     if config.batch_size % unit:
-        need = f"{replicas} replicas" + (" x 4 (--minibatch_std groups)"
-                                        if config.minibatch_std else "")
+        need = f"{replicas} replicas" + {4: " x 4 (--minibatch_std groups)",
+                                         2: " x 2 (--diversity pairs)", 1: ""}[group]
         raise ValueError(f"--batch_size={config.batch_size} is the global batch and must be "
                          f"a multiple of {unit} ({need})")
 

@@ -95,3 +95,13 @@ def gradient_penalty(critic, real_images, fake_images, alpha):
     grads = tape.gradient(scores, x)  # [B, 28, 28]; samples are independent, so per-sample
     norms = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=tf.range(1, tf.rank(grads))) + 1e-12)
     return tf.reduce_mean(tf.square(norms - 1.0))
+
+
+def mode_seeking(images, noise, eps=1e-5):
+    """MSGAN's diversity term (Mao et al. 2019) over the pairs (2i, 2i+1) of a batch:
+    1 / (mean |x_2i - x_2i+1| / mean |z_2i - z_2i+1| + eps), for images x [B, ...] made from
+    noise z [B, Z], B even. Large when different noise gives alike images; G minimizing it
+    spreads its samples out (more variety, higher recall)."""
+    images = tf.cast(images, tf.float32)
+    apart = tf.reduce_mean(tf.abs(images[0::2] - images[1::2]))
+    return 1.0 / (apart / tf.reduce_mean(tf.abs(noise[0::2] - noise[1::2])) + eps)

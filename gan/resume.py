@@ -11,9 +11,9 @@ Per flag, resuming with another value:
         --seed, so the resumed run would not continue the run it resumes (other batches,
         or other clusters), and no README promise could say what it trains on.
   --num_images  refused: the strips' fixed noise in the checkpoint has one row per image.
-  --gp_weight (with --loss=wgan-gp), --ema_decay (with --ema), --beta_1, --beta_2  taken
-        from the resumed step on, and logged, as --g_learning_rate and --d_learning_rate
-        are: the same weights and data, another hyperparameter from here on.
+  --gp_weight (with --loss=wgan-gp), --ema_decay (with --ema), --diversity, --beta_1,
+        --beta_2  taken from the resumed step on, and logged, as --g_learning_rate and
+        --d_learning_rate are: the same weights and data, another hyperparameter from here on.
   --xla / --noxla (and --strategy, which leaves XLA out of the loop unless "default")
         accepted, with a note when the noise generator changes hands: XLA and plain
         TensorFlow turn the same generator state into other numbers, so the run differs
@@ -39,13 +39,13 @@ REFUSED = {
 }
 # Hyperparameters a resumed run may change (the new value applies from the resumed step);
 # each is recorded only where it has an effect.
-APPLIED = ("gp_weight", "ema_decay", "beta_1", "beta_2")
+APPLIED = ("gp_weight", "ema_decay", "diversity", "beta_1", "beta_2")
 
 
 def run_settings(config):
     """The "run" part of the record of a run with TrainConfig `config`."""
     settings = {name: getattr(config, name) for name in REFUSED}
-    settings.update(beta_1=config.beta_1, beta_2=config.beta_2,
+    settings.update(beta_1=config.beta_1, beta_2=config.beta_2, diversity=config.diversity,
                     xla=bool(config.xla and config.strategy == "default"))
     if config.loss == "wgan-gp":
         settings["gp_weight"] = config.gp_weight

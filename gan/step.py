@@ -30,11 +30,13 @@ class StepOptions:
     conditional: bool = False  # G and D take labels int32 [B]
     num_classes: int = models.NUM_CLASSES  # labels are 0..num_classes-1
     pack: int = 1  # D judges packs of this many samples (PacGAN); 1 = off
+    diversity: float = 0.0  # weight of G's mode-seeking term (losses.mode_seeking); 0 = off
 
     @classmethod
     def from_config(cls, config):
         return cls(config.loss, config.gp_weight, config.d_steps, config.ema_decay,
-                   config.noise_dim, config.conditional, config.num_classes, config.pack)
+                   config.noise_dim, config.conditional, config.num_classes, config.pack,
+                   config.diversity)
 
 
 class TrainState(tf.train.Checkpoint):
@@ -155,7 +157,8 @@ def draw_step_noise(state, batch):
     order: per D update its noise [B, Z] ("d_noise", a list) and for WGAN-GP its
     interpolation weights [B, 1, 1] ("alpha", a list, else empty); then G's noise
     ("g_noise") and, for conditional models, the labels asked of G, int32 [B] uniform
-    ("fake_labels", only then). Drawn apart from apply_step so that a distributed step
+    ("fake_labels", only then; with --diversity B/2 labels, each asked of a pair 2i, 2i+1).
+    Drawn apart from apply_step so that a distributed step
     draws them once for the global batch."""
     opts = state.options
     draws = {"d_noise": [], "alpha": []}
@@ -164,7 +167,10 @@ def draw_step_noise(state, batch):
         if opts.loss == "wgan-gp":
             draws["alpha"].append(losses.interpolation_weights(state.rng, batch))
     draws["g_noise"] = state.rng.normal([batch, opts.noise_dim])
-    if opts.conditional:
+    if opts.conditional and opts.diversity:  # a pair compares two images of one label
+        draws["fake_labels"] = tf.repeat(
+            state.rng.uniform([batch // 2], 0, opts.num_classes, dtype=tf.int32), 2)
+    elif opts.conditional:
         draws["fake_labels"] = state.rng.uniform([batch], 0, opts.num_classes, dtype=tf.int32)
     return draws
 
@@ -224,17 +230,18 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
 
 def generator_step(state, noise, fake_labels=None):
     """G update through the unchanged D on noise [B, Z] (and fake_labels [B] for conditional
-    models): the non-saturating BCE loss (targets 1), or -mean score for hinge and WGAN-GP.
-    Only G changes."""
-    g, d = state.generator, state.discriminator
+    models): the non-saturating BCE loss (targets 1), or -mean score for hinge and WGAN-GP;
+    with --diversity plus that weight times the mode-seeking term. Only G changes."""
+    g, d, opts = state.generator, state.discriminator, state.options
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
         g_loss = losses.generator_loss(
-            state.options.loss,
-            models.call(d, pack(fakes, state.options.pack),
-                        None if fake_labels is None else pack_labels(fake_labels,
-                                                                     state.options.pack),
+            opts.loss,
+            models.call(d, pack(fakes, opts.pack),
+                        None if fake_labels is None else pack_labels(fake_labels, opts.pack),
                         training=True))
+        if opts.diversity:
+            g_loss += opts.diversity * losses.mode_seeking(fakes, noise)
         target = gradient_target(g_loss, state.g_optimizer)
     state.g_optimizer.apply_gradients(
         zip(tape.gradient(target, g.trainable_variables), g.trainable_variables))

@@ -107,6 +107,11 @@ flags.DEFINE_bool("ema", DEFAULTS.ema,
                   "Keep an exponential moving average of the generator's weights (in the "
                   "checkpoint); images and evaluation use it.")
 flags.DEFINE_float("ema_decay", DEFAULTS.ema_decay, "Decay of --ema per generator update.")
+flags.DEFINE_float("diversity", DEFAULTS.diversity,
+                   "Weight of the mode-seeking term (MSGAN, Mao et al. 2019): G also "
+                   "minimizes 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|) over pairs of its "
+                   "batch (with --conditional each pair shares a label), for more variety "
+                   "per label. 0 = off; --batch_size must be even.")
 # Scaling out (gan.distribute; docs/scaling.md).
 flags.DEFINE_string("strategy", DEFAULTS.strategy,
                   "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, "

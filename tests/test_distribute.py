@@ -62,11 +62,14 @@ def test_multi_worker_needs_a_usable_tf_config(monkeypatch):
         distribute.make_strategy("multi_worker")
 
 
-@pytest.mark.parametrize("batch,replicas,minibatch_std,ok", [
-    (32, 2, False, True), (33, 2, False, False), (8, 3, False, False),
-    (16, 2, True, True), (12, 2, True, False), (4, 1, True, True)])
-def test_global_batch_must_split_evenly_over_replicas(batch, replicas, minibatch_std, ok):
-    config = TrainConfig(batch_size=batch, minibatch_std=minibatch_std)
+@pytest.mark.parametrize("batch,replicas,minibatch_std,diversity,ok", [
+    (32, 2, False, 0, True), (33, 2, False, 0, False), (8, 3, False, 0, False),
+    (16, 2, True, 0, True), (12, 2, True, 0, False), (4, 1, True, 0, True),
+    (6, 2, False, 0, True), (6, 2, False, 1, False), (8, 2, False, 1, True)])
+def test_global_batch_must_split_evenly_over_replicas(batch, replicas, minibatch_std,
+                                                      diversity, ok):
+    # --diversity's pairs (2i, 2i+1) must not span two replicas: an even batch per replica.
+    config = TrainConfig(batch_size=batch, minibatch_std=minibatch_std, diversity=diversity)
     if ok:
         distribute.check_global_batch(config, replicas)
     else:

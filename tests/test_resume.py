@@ -45,10 +45,12 @@ def test_another_architecture_is_refused_naming_the_flag(old, new, named):
 
 def test_hyperparameters_apply_from_the_resumed_step_and_are_logged():
     old = dict(loss="wgan-gp", ema=True)
-    problems, notes = check(old, dict(old, gp_weight=5.0, ema_decay=0.99, beta_1=0.5))
+    problems, notes = check(old, dict(old, gp_weight=5.0, ema_decay=0.99, beta_1=0.5,
+                                      diversity=0.5))
     assert problems == []
     assert notes == ["--gp_weight=5 replaces the checkpoint's 10.",
                      "--ema_decay=0.99 replaces the checkpoint's 0.999.",
+                     "--diversity=0.5 replaces the checkpoint's 0.",
                      "--beta_1=0.5 replaces the checkpoint's 0.9."]
     # Without --loss=wgan-gp and --ema they do nothing, and are not recorded.
     assert check({}, dict(gp_weight=5.0, ema_decay=0.99)) == ([], [])

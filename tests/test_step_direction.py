@@ -107,3 +107,47 @@ def test_wgan_gp_loss_is_the_wasserstein_term_plus_lambda_times_the_gradient_pen
     metrics = tf.function(step_lib.discriminator_step)(state, real, d_noise, None, alpha)
     expected = wasserstein + GP_WEIGHT * penalty
     assert float(metrics["d_loss"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+# --diversity: the mode-seeking term, computed here from G's images, and its direction.
+
+
+def pair_spread(images, noise):
+    """mean |x_2i - x_2i+1| / mean |z_2i - z_2i+1| over the pairs of a batch, in numpy."""
+    images, noise = np.asarray(images, np.float64), np.asarray(noise, np.float64)
+    return (np.abs(images[0::2] - images[1::2]).mean()
+            / np.abs(noise[0::2] - noise[1::2]).mean())
+
+
+def test_with_diversity_g_loss_adds_lambda_over_the_pairs_spread():
+    weight = 0.25
+    state = step_lib.create_state(config_lib.TrainConfig(seed=0, diversity=weight))
+    _, _, g_noise, _ = fixed_batch()
+    fakes = state.generator(g_noise, training=True)
+    p_fake = np.clip(state.discriminator(fakes, training=True).numpy().astype(np.float64),
+                     1e-7, 1 - 1e-7)
+    adversarial = -np.mean(np.log(p_fake))  # the non-saturating BCE against 1
+    term = 1.0 / (pair_spread(fakes, g_noise) + 1e-5)
+    assert term > 1.0 and adversarial > 0.1  # both show in the sum
+    metrics = tf.function(step_lib.generator_step)(state, g_noise)
+    assert float(metrics["g_loss"]) == pytest.approx(adversarial + weight * term, rel=1e-5)
+
+
+def test_a_generator_update_with_a_large_diversity_weight_spreads_the_pairs():
+    state = step_lib.create_state(config_lib.TrainConfig(seed=0, diversity=100.0))
+    _, _, g_noise, _ = fixed_batch()
+    before = pair_spread(state.generator(g_noise, training=True), g_noise)
+    for _ in range(3):
+        tf.function(step_lib.generator_step)(state, g_noise)
+    after = pair_spread(state.generator(g_noise, training=True), g_noise)
+    assert after > 1.2 * before, (before, after)
+
+
+@pytest.mark.parametrize("diversity", [0.0, 1.0])
+def test_with_diversity_each_pair_is_asked_for_one_label(diversity):
+    state = step_lib.create_state(config_lib.TrainConfig(seed=0, conditional=True,
+                                                         diversity=diversity))
+    labels = step_lib.draw_step_noise(state, B)["fake_labels"].numpy()
+    assert labels.shape == (B,) and set(labels) <= set(range(10)) and len(set(labels)) > 3
+    # B/2 = 16 pairs of uniform labels: all equal by chance has probability 1e-16
+    assert np.array_equal(labels[0::2], labels[1::2]) == bool(diversity)
