@@ -36,11 +36,13 @@ flags.DEFINE_float("min_accuracy", None,
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.dataset not in DEFAULTS:  # before TensorFlow's import: a typo fails at once
+        cli.fail(f"--dataset must be one of {', '.join(DEFAULTS)}, got '{FLAGS.dataset}'")
     from gan import classifier, data  # after flag parsing: --help stays fast
 
     logging.set_verbosity(logging.WARNING)
     try:
-        committed = classifier.weights_path(FLAGS.dataset)  # ValueError on an unknown one
+        committed = classifier.weights_path(FLAGS.dataset)
         output = FLAGS.output or committed
         default_epochs, default_accuracy = DEFAULTS[FLAGS.dataset]
         epochs = FLAGS.epochs if FLAGS.epochs is not None else default_epochs

@@ -99,8 +99,7 @@ def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, dat
     entry; the second loads it (no new or rewritten entry) and ends with bit-identical
     weights; the third finds the entry cut short, clears it, compiles afresh and still
     ends with the same weights. The first run reads MNIST through tf.data (its own cache of
-    decoded arrays is empty), the others from that cache: the key must not depend on it.
-    --xla_cache_dir= keeps no cache."""
+    decoded arrays is empty), the others from that cache: the key must not depend on it."""
     cache = tmp_path / "cache"
     # GAN_CACHE_DIR empty: the first run decodes. TF_XLA_FLAGS empty: an in-process XLA test
     # of this worker may have pointed it at the session's cache, and a command that inherits
@@ -138,9 +137,26 @@ def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, dat
     (new_entry,) = os.listdir(cache)  # the cut entry is gone or whole again
     assert os.path.getsize(cache / new_entry) > 1000
 
-    off = tmp_path / "off"
-    result = run_cli("gan.train", "--epochs=1", "--quiet", f"--data_dir={data_dir}",
-                     f"--checkpoint_dir={tmp_path}/d", f"--image_dir={tmp_path}/d_img",
-                     "--xla_cache_dir=", env={"GAN_CACHE_DIR": str(off), "TF_XLA_FLAGS": ""})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert not os.path.exists(off / "xla")
+
+
+@pytest.mark.parametrize("xla, cache_dir, enabled", [
+    (True, None, "default"), (True, "{tmp}/mine", "{tmp}/mine"), (True, "", None),
+    (False, None, None), (False, "{tmp}/mine", None)])
+def test_configure_keeps_a_cache_only_with_xla_and_a_folder(tmp_path, monkeypatch, xla,
+                                                            cache_dir, enabled):
+    """--xla_cache_dir= (empty) keeps no cache, nor does --noxla; otherwise the folder given,
+    else the default under gan.files.cache_dir()."""
+    from gan.config import TrainConfig
+
+    monkeypatch.setattr(compilation, "_configured", False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path / "cache"))
+    asked = []
+    monkeypatch.setattr(compilation, "enable_cache", lambda folder, log: asked.append(folder))
+    config = TrainConfig(xla=xla, xla_cache_dir=None if cache_dir is None
+                         else cache_dir.format(tmp=tmp_path))
+    compilation.configure(config, log=pytest.fail)
+    compilation.configure(config, log=pytest.fail)  # once per process
+    if enabled == "default":
+        enabled = os.path.join(tmp_path, "cache", "xla")
+    assert asked == ([enabled.format(tmp=tmp_path)] if enabled else [])
