@@ -12,11 +12,13 @@ printed table, and the one-line summary that training logs.
 import dataclasses
 import functools
 import glob
+import hashlib
 import os
+import zipfile
 
 import numpy as np
 
-from gan import classifier, data, metrics
+from gan import classifier, data, files, metrics
 
 DEFAULT_NUM_SAMPLES = 10000
 K_NEAREST = 3
@@ -54,15 +56,41 @@ class Reference:
 @functools.lru_cache(maxsize=4)
 def _reference(data_dir, dataset):
     images, _ = data.load_split(dataset, "test", data_dir)
+    path = reference_cache_path(dataset, images)
+    try:
+        with np.load(path) as f:
+            return Reference(**{name: f[name] for name in Reference.__dataclass_fields__})
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # not cached yet, or damaged: compute it (and cache it again)
     features, _ = classifier.features_and_probs(images / 255.0,
                                                 classifier.for_dataset(dataset))
-    return Reference(features, *metrics.mean_and_covariance(features),
-                     metrics.knn_radii(features, K_NEAREST))
+    reference = Reference(features, *metrics.mean_and_covariance(features),
+                          metrics.knn_radii(features, K_NEAREST))
+    try:  # best effort: a read-only or full disk only costs the next process the time
+        files.atomic_write(path, lambda tmp: np.savez(tmp, **dataclasses.asdict(reference)))
+    except OSError:
+        pass
+    return reference
+
+
+def reference_cache_path(dataset, images):
+    """Where the Reference of `dataset`'s test split `images` is cached (its 10,000 features
+    take seconds to compute, in every process that evaluates): in gan.files.cache_dir(),
+    named by a fingerprint of what it is computed from, the test images, the classifier's
+    weights file, K_NEAREST and the TensorFlow and Keras versions (their arithmetic)."""
+    import keras
+    import tensorflow as tf
+
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    with open(classifier.weights_path(dataset), "rb") as f:
+        digest.update(f.read())
+    digest.update(f"{K_NEAREST} {tf.__version__} {keras.__version__}".encode())
+    return os.path.join(files.cache_dir(), f"reference-{dataset}-{digest.hexdigest()[:16]}.npz")
 
 
 def reference(data_dir=None, dataset="mnist"):
     """The test-split Reference of `dataset`, computed once per process, data folder and
-    dataset."""
+    dataset, and kept on disk for later processes (reference_cache_path)."""
     classifier.weights_path(dataset)  # ValueError naming --dataset before any data is read
     return _reference(data.resolve_data_dir(data_dir), dataset)
 

@@ -147,7 +147,7 @@ def fashion_test(fashion_data_dir):
 @pytest.mark.slow  # and the command in a process of its own
 def test_fashion_images_are_judged_by_the_fashion_classifier_real_fashion_mnist(
         tmp_path, fashion_data_dir, fashion_test):
-    images, labels = fashion_test[0][:1000], fashion_test[1][:1000]
+    images, labels = fashion_test[0][:500], fashion_test[1][:500]
     judged = eval_lib.evaluate_images(images, fashion_data_dir, labels, dataset="fashion_mnist")
     # Asked for their true classes, real clothes are drawn as asked: the classifier is the
     # Fashion-MNIST one (the MNIST one calls most of them the wrong "digit").
@@ -157,12 +157,12 @@ def test_fashion_images_are_judged_by_the_fashion_classifier_real_fashion_mnist(
     assert np.nanmean(as_digits["label_accuracy"]) < 0.5
     # The floor is real Fashion-MNIST training images against the Fashion-MNIST test split:
     # real against real, so realism and variety are high and other real images land at it.
-    floor = eval_lib.real_floor(1000, fashion_data_dir, dataset="fashion_mnist")
+    # (That it is not the MNIST floor: the training evaluation test below.)
+    floor = eval_lib.real_floor(500, fashion_data_dir, dataset="fashion_mnist")
     assert floor["precision"] > 0.6 and floor["recall"] > 0.6
     assert judged["fd"] < 2 * floor["fd"]
-    assert floor != eval_lib.real_floor(1000, fashion_data_dir)  # the MNIST floor
     with pytest.raises(ValueError, match="--dataset must be one of .*, got 'cifar10'"):
-        eval_lib.real_floor(1000, fashion_data_dir, dataset="cifar10")
+        eval_lib.real_floor(500, fashion_data_dir, dataset="cifar10")
     # The command judges them the same way. (In this test, after the floors above: its
     # process reads the decoded Fashion-MNIST from the session's cache instead of decoding.)
     np.save(tmp_path / "clothes.npy", fashion_test[0][:300])
@@ -282,3 +282,37 @@ def test_conditional_generators_are_asked_for_every_digit_equally():
     assert np.bincount(clustered).tolist() == [29] + [1] * 29
     images = eval_lib.sample_images(conditional, 25, labels=labels)
     assert images.shape == (25, 28, 28)
+
+
+def test_the_reference_is_kept_on_disk_and_computed_again_when_damaged(
+        tmp_path, monkeypatch, data_dir):
+    from gan import classifier, data
+
+    monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path))
+    eval_lib._reference.cache_clear()  # this process's copy; the disk is the point here
+    computed = eval_lib.reference(data_dir)
+    (path,) = tmp_path.glob("reference-mnist-*.npz")
+
+    def no_features(*args):
+        raise AssertionError("computed again")
+
+    real_features = classifier.features_and_probs
+    monkeypatch.setattr(classifier, "features_and_probs", no_features)
+    eval_lib._reference.cache_clear()  # as a new process
+    loaded = eval_lib.reference(data_dir)
+    for name in ("features", "mean", "cov", "radii"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(computed, name), name)
+
+    path.write_bytes(path.read_bytes()[:100])  # cut short, as a crash could leave it
+    monkeypatch.setattr(classifier, "features_and_probs", real_features)
+    eval_lib._reference.cache_clear()
+    again = eval_lib.reference(data_dir)
+    np.testing.assert_array_equal(again.radii, computed.radii)
+    with np.load(path) as f:  # written whole again
+        np.testing.assert_array_equal(f["features"], computed.features)
+    # Other test images (or weights) are another file, never a stale one.
+    images = data.load_split("mnist", "test", data_dir)[0]
+    assert eval_lib.reference_cache_path("mnist", images) == str(path)
+    assert eval_lib.reference_cache_path("mnist", images[:-1]) != str(path)
+    assert eval_lib.reference_cache_path("fashion_mnist", images) != str(path)
+    eval_lib._reference.cache_clear()
