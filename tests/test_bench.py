@@ -13,7 +13,7 @@ from conftest import run_cli, run_cli_cases
 def test_a_small_benchmark_reports_every_figure(tmp_path, data_dir):
     out = tmp_path / "bench.json"
     result = run_cli("gan.bench", f"--data_dir={data_dir}", "--steps=50", "--original_steps=2",
-                     "--batch_sizes=32,64", "--batch_steps=50", "--e2e_epochs=101",
+                     "--batch_sizes=32", "--batch_steps=50", "--e2e_epochs=101",
                      "--e2e_runs=2", f"--json_out={out}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout.strip().splitlines()[-1])
@@ -32,7 +32,7 @@ def test_a_small_benchmark_reports_every_figure(tmp_path, data_dir):
     runs = printed["e2e_all_seconds"]
     assert len(runs) == 2 and printed["e2e_images"] == [2, 2]
     assert printed["e2e_cold_seconds"] == runs[0] and printed["e2e_seconds"] == runs[1]
-    assert sorted(printed["images_per_s"]) == ["32", "64"]
+    assert list(printed["images_per_s"]) == ["32"]
     assert "speed-up:" in result.stdout and "(run loading the loop from" in result.stdout
     assert "the first time (compiling)" in result.stdout
 
@@ -45,5 +45,3 @@ def test_bad_counts_exit_2_naming_the_flag():
         assert result.returncode == 2, flag
         name, value = flag.split("=")
         assert f"error: {name} must be positive, got {value}" in result.stderr
-    result = run_cli("gan.bench", "--steps=0", timeout=120)  # the command itself, once
-    assert result.returncode == 2 and "error: --steps must be positive" in result.stderr

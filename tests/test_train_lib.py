@@ -81,19 +81,6 @@ def test_restore_generator_gives_the_ema_weights_of_a_conditional_run(tmp_path):
                                atol=1e-6)
 
 
-@pytest.mark.slow
-def test_sample_cli_draws_the_asked_digit_from_a_conditional_run(tmp_path):
-    from conftest import run_cli
-    from gan import inference
-
-    state = _save_conditional_ema_run(tmp_path / "ckpt")
-    result = run_cli("gan.sample", f"--checkpoint_dir={tmp_path}/ckpt", "--num=5", "--digit=7",
-                     "--npy", "--seed=2", f"--out={tmp_path}/s.npy", timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    expected = inference.generate(step_lib.sampling_generator(state), inference.sample_noise(5, 100, 2), [7] * 5).numpy()
-    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, atol=1e-5)
-
-
 def test_clusters_need_the_conditional_networks_and_at_least_two():
     with pytest.raises(ValueError, match="--clusters trains .* give --conditional too"):
         config_lib.TrainConfig(clusters=5).validate()
@@ -137,16 +124,26 @@ def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, mon
 
 
 @pytest.mark.slow
-def test_a_clustered_checkpoint_is_sampled_by_cluster_sizes_and_judged_as_unconditional(
+def test_sample_draws_the_asked_digit_and_a_clustered_run_by_cluster_sizes_judged_unconditional(
         tmp_path, data_dir):
     from conftest import run_cli, run_cli_cases
     from gan import inference
 
     state = _save_conditional_ema_run(tmp_path / "ckpt", clusters=4)  # all in cluster 3
-    refused, drawn = run_cli_cases("gan.sample", [
+    digits = _save_conditional_ema_run(tmp_path / "digits")  # the digit-conditional run
+    refused, drawn, sevens = run_cli_cases("gan.sample", [
         [f"--checkpoint_dir={tmp_path}/ckpt", "--digit=7", f"--out={tmp_path}/s.png"],
         [f"--checkpoint_dir={tmp_path}/ckpt", "--num=5", "--npy", "--seed=2",
-         f"--out={tmp_path}/s.npy"]])
+         f"--out={tmp_path}/s.npy"],
+        [f"--checkpoint_dir={tmp_path}/digits", "--num=5", "--digit=7", "--npy", "--seed=2",
+         f"--out={tmp_path}/sevens.npy"]])
+    # A digit-conditional run draws the digit asked for, from its EMA generator.
+    assert sevens.returncode == 0, sevens.stderr[-3000:]
+    np.testing.assert_allclose(
+        np.load(tmp_path / "sevens.npy"),
+        inference.generate(step_lib.sampling_generator(digits), inference.sample_noise(5, 100, 2),
+                           [7] * 5).numpy(), atol=1e-5)
+    # A --clusters run has no digits to ask for: refused, naming both flags.
     assert refused.returncode == 2 and "--digit=7" in refused.stderr
     assert "--clusters" in refused.stderr and not (tmp_path / "s.png").exists()
     assert drawn.returncode == 0, drawn.stderr[-3000:]
