@@ -158,8 +158,8 @@ def draw_step_noise(state, batch):
     interpolation weights [B, 1, 1] ("alpha", a list, else empty); then G's noise
     ("g_noise") and, for conditional models, the labels asked of G, int32 [B] uniform
     ("fake_labels", only then; with --diversity B/2 labels, each asked of a pair 2i, 2i+1).
-    Drawn apart from apply_step so that a distributed step
-    draws them once for the global batch."""
+    Drawn apart from apply_step so that a distributed step draws them once for the global
+    batch."""
     opts = state.options
     draws = {"d_noise": [], "alpha": []}
     for _ in range(opts.d_steps):
