@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan.config import DATASETS
-from gan.files import atomic_write, cache_dir
+from gan.files import cache_dir, write_cached_arrays
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -113,7 +113,7 @@ def _load_split_cached(name, split, data_dir):
         images, labels = ds.batch(1 << 20).get_single_element()
         images, labels = images.numpy(), labels.numpy()
         if cache:
-            _write_cache(cache, images, labels)
+            write_cached_arrays(cache, images=images, labels=labels)
     images.flags.writeable = labels.flags.writeable = False
     return images, labels
 
@@ -133,14 +133,6 @@ def cache_path(name, split, data_dir):
     stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in [infos[-1], *shards]]
     digest = hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
     return os.path.join(cache_dir(), f"{name}-{split}-{digest}.npz")
-
-
-def _write_cache(path, images, labels):
-    """Best effort: a read-only or full disk only costs the speed-up, never the run."""
-    try:
-        atomic_write(path, lambda tmp: np.savez(tmp, images=images, labels=labels))
-    except OSError:
-        pass
 
 
 def index_stream(num_examples, seed, start_position=0, size=1):

@@ -66,10 +66,7 @@ def _reference(data_dir, dataset):
                                                 classifier.for_dataset(dataset))
     reference = Reference(features, *metrics.mean_and_covariance(features),
                           metrics.knn_radii(features, K_NEAREST))
-    try:  # best effort: a read-only or full disk only costs the next process the time
-        files.atomic_write(path, lambda tmp: np.savez(tmp, **dataclasses.asdict(reference)))
-    except OSError:
-        pass
+    files.write_cached_arrays(path, **dataclasses.asdict(reference))
     return reference
 
 

@@ -128,3 +128,14 @@ def write_bytes(path, data, what="a file"):
 def cache_dir():
     """Where derived, re-creatable files live: $GAN_CACHE_DIR, else ~/.cache/gan."""
     return os.environ.get("GAN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gan")
+
+
+def write_cached_arrays(path, **arrays):
+    """Writes numpy `arrays` to the .npz cache file `path` (atomically). Best effort: a
+    read-only or full disk only costs the next reader the time it saves, never the run."""
+    import numpy as np
+
+    try:
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    except OSError:
+        pass
