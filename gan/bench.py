@@ -113,9 +113,11 @@ def end_to_end(results):
     results.update(e2e_seconds=cached[len(cached) // 2], e2e_cold_seconds=seconds[0],
                    e2e_all_seconds=seconds, e2e_epochs=FLAGS.e2e_epochs,
                    e2e_images=[n for _, n in runs])
-    which = ("run" if len(seconds) == 1 else "run loading the loop from the XLA cache"
-             if len(cached) == 1 else f"median of {len(cached)} runs loading the loop from "
-             "the XLA cache")
+    which = "run loading the loop from the XLA cache"
+    if len(seconds) == 1:
+        which = "run"
+    elif len(cached) > 1:
+        which = f"median of {len(cached)} runs loading the loop from the XLA cache"
     print(f"gan.train --epochs={FLAGS.e2e_epochs}: {results['e2e_seconds']:.1f} s wall "
           f"({which}: {', '.join(f'{s:.1f}' for s in loaded)}); "
           f"{seconds[0]:.1f} s the first time (compiling); {runs[0][1]} image files")
