@@ -27,72 +27,183 @@ def label_count(dataset, clusters=0):
     return clusters ** label_parts(dataset, clusters)
 
 
+# How a field may change when a run resumes from a checkpoint (gan.resume reads these):
+FREE = "free"  # not recorded: it does not change what is computed (folders, cadences, speed)
+ARCHITECTURE = "architecture"  # recorded; must match, the checkpoint's variables follow from it
+# recorded only when not its default, so checkpoints made before the field existed resume
+ARCHITECTURE_IF_SET = "architecture_if_set"
+REFUSED = "refused"  # recorded under "run"; a change is refused with the field's `why`
+APPLIED = "applied"  # recorded under "run" (where `recorded` says it has an effect); a
+# change applies from the resumed step on and is logged
+
+
+def option(default, help, resume=FREE, why=None, recorded=None):
+    """A TrainConfig field: its default, its flag's help, and how a resume treats it (see
+    above; `why`: the reason a REFUSED change is refused; `recorded(config)`: whether an
+    APPLIED field has an effect in this run, so is recorded). gan.train makes one flag of
+    each field, and gan.resume reads the rest: a new option is one field here."""
+    return dataclasses.field(default=default, metadata=dict(help=help, resume=resume, why=why,
+                                                            recorded=recorded))
+
+
+_DATA_POSITION = ("the training data's position after each step is steps x --batch_size "
+                  "x --d_steps, so the resumed run would skip or repeat training data")
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs to know. Defaults reproduce the original script."""
+    """Everything a training run needs to know, and the one source of gan.train's flags.
+    Defaults reproduce the original script."""
 
-    epochs: int = 10000  # iterations, one batch each (the original's meaning of "epoch")
-    batch_size: int = 32
-    noise_dim: int = 100
-    model: str = "mlp"
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    seed: int = 0
-    g_learning_rate: float = 1e-3
-    d_learning_rate: float = 1e-3
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    image_dir: str = "gan_images"
-    save_every: int = 100
-    num_images: int = 10
-    checkpoint_dir: str = "checkpoints"
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    steps_per_call: int = 100
-    xla: bool = True
+    epochs: int = option(
+        10000,
+        "Training iterations, as in the original script: ONE 'epoch' is one iteration on one "
+        "batch (not a pass over the dataset). --epochs=10000 does what `python main.py` did.")
+    batch_size: int = option(
+        32,
+        "Real (and fake) images per iteration: the global batch, split over the replicas of "
+        "--strategy.",
+        REFUSED, _DATA_POSITION)
+    noise_dim: int = option(100, "Size of the generator's noise input.", ARCHITECTURE)
+    model: str = option(
+        "mlp",
+        "Architecture: 'mlp' is the original's; 'mlp_large' a deeper, wider MLP with "
+        "LeakyReLU; 'dcgan' convolutional (see gan/models.py).",
+        ARCHITECTURE)
+    dataset: str = option(
+        "mnist",
+        "TFDS dataset: mnist or fashion_mnist; or stacked_mnist (three random MNIST digits as "
+        "the channels of one 28x28x3 image: 1,000 modes; gan.stacked).",
+        ARCHITECTURE)
+    data_dir: str | None = option(
+        None,
+        "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets). See "
+        "`python -m gan.data --help` to prepare it offline from the IDX files.")
+    seed: int = option(
+        0, "Seed of weights, noise and data order.", REFUSED,
+        "it fixes the order of the training data (and --clusters' k-means clusters), so the "
+        "resumed run would train on other batches than the run it continues")
+    g_learning_rate: float = option(1e-3, "Generator Adam learning rate.")
+    d_learning_rate: float = option(1e-3, "Discriminator Adam learning rate.")
+    beta_1: float = option(0.9, "Adam beta_1 of both optimizers.", APPLIED)
+    beta_2: float = option(0.999, "Adam beta_2 of both optimizers.", APPLIED)
+    image_dir: str = option("gan_images", "Where generated_<epoch>.png strips are written.")
+    save_every: int = option(100, "Write an image strip at every epoch that is a multiple of "
+                                  "this.")
+    num_images: int = option(
+        10, "Digits per image strip.", REFUSED,
+        "the checkpoint's fixed noise of the image strips has one row per image")
+    checkpoint_dir: str = option(
+        "checkpoints", "Checkpoint folder; a rerun resumes from its latest checkpoint.")
+    checkpoint_every: int = option(1000, "Save a checkpoint every this many epochs (and at the "
+                                         "end).")
+    keep_checkpoints: int = option(3, "How many recent checkpoints to keep.")
+    steps_per_call: int = option(
+        100, "Iterations per compiled call (speed only; results do not depend on it).")
+    # Whether the loop is XLA-compiled is recorded by gan.resume itself (it notes a change
+    # of the noise's draws), from --xla and --strategy together.
+    xla: bool = option(True, "Compile the training loop with XLA (jit_compile).")
     # XLA's persistent compilation cache (gan.compilation): None = $GAN_CACHE_DIR/xla, else
     # ~/.cache/gan/xla (used if writable); "" = off. Speed only.
-    xla_cache_dir: str | None = None
-    log_every_secs: float = 10.0
-    logs_dir: str = ""  # TensorBoard logs and metrics history; "" means <checkpoint_dir>/logs
-    quiet: bool = False  # no progress lines
-    eval_every: int = 0  # log sample-quality metrics every this many epochs; 0 = never
-    eval_samples: int = 2000  # generated digits per such evaluation
+    xla_cache_dir: str | None = option(
+        None,
+        "Folder where XLA keeps compiled training loops, so that a rerun with the same "
+        "settings starts 1-2 s sooner on 2 CPU cores (default: $GAN_CACHE_DIR/xla, else "
+        "~/.cache/gan/xla). Empty (--xla_cache_dir=) turns it off. Speed only: results are "
+        "the same.")
+    log_every_secs: float = option(10.0, "Seconds between progress lines.")
+    logs_dir: str = option(
+        "",
+        "TensorBoard logs, metrics history (metrics.jsonl), and at the end the loss plot "
+        "(losses.png) and animated strips (progress.gif). Default: <checkpoint_dir>/logs. "
+        "Watch a run with `tensorboard --logdir <checkpoint_dir>/logs`.")
+    quiet: bool = option(False, "Print no progress lines (start, end and warnings still "
+                                "print).")
+    eval_every: int = option(
+        0,
+        "Every this many epochs, judge --eval_samples generated images with the classifier "
+        "of --dataset and log the metrics of `python -m gan.evaluate` (0 = never).")
+    eval_samples: int = option(2000, "Generated images per --eval_every evaluation.")
     # tf.config.experimental.enable_op_determinism() for the whole process (it cannot be
-    # turned off again): same seed, same bits, also across an interrupted and resumed run.
-    # Off by default: it cost roughly 20-50% of the speed in a short CPU run (README).
-    deterministic: bool = False
-    # Beyond the original (see gan.models, gan.losses and experiments/).
-    conditional: bool = False  # G and D take the digit label
-    # With conditional and clusters=K > 0: the networks are conditioned on each training
-    # image's k-means cluster (data.cluster_labels) instead of its digit, so no label is
-    # used (self-conditioning): unconditional generation, sampled by the clusters' sizes.
-    clusters: int = 0
-    loss: str = "bce"  # bce (the original's, non-saturating), hinge or wgan-gp
-    gp_weight: float = 10.0  # WGAN-GP's penalty weight (lambda)
-    spectral_norm: bool = False  # spectral normalisation of D's Dense/Conv layers
-    minibatch_std: bool = False  # D sees each group of 4 samples' feature spread
-    d_steps: int = 1  # discriminator updates per generator update, each on its own real batch
-    ema: bool = False  # keep an exponential moving average of G's weights, sample from it
-    ema_decay: float = 0.999
-    # Mode-seeking term (MSGAN): G also minimizes diversity / (how far apart two of its
-    # images are per unit of noise distance); 0 = off. Against conditional collapse.
-    diversity: float = 0.0
-    # Scaling out (gan.distribute): tf.distribute strategy, logical CPU devices for it on a
-    # machine without GPUs (0 = leave the CPU whole), float16 compute with loss scaling.
-    strategy: str = "default"
-    cpu_devices: int = 0
-    mixed_precision: bool = False
-    # PacGAN (Lin et al. 2018): D judges packs of this many samples, concatenated along the
-    # channels; 1 = off (the original's D). --batch_size counts images, a multiple of it.
-    pack: int = 1
+    # turned off again). Off by default: it cost roughly 20-50% of the speed in a short CPU
+    # run (README).
+    deterministic: bool = option(
+        False,
+        "TensorFlow op determinism: the same seed gives bit-identical weights, also after an "
+        "interruption and resume (slower; see docs/reliability.md).")
+    # Beyond the original: recipes in experiments/*.flags use these (gan.models, gan.losses).
+    conditional: bool = option(
+        False, "Class-conditional GAN: G and D take the digit label; strips show 0-9.",
+        ARCHITECTURE)
+    # Self-conditioning: no label is used, generation stays unconditional.
+    clusters: int = option(
+        0,
+        "With --conditional: condition on each training image's k-means cluster (this many "
+        "clusters of the pixels) instead of its digit label, so no label is used "
+        "(self-conditioning); samples are drawn with the clusters' sizes. 0 = off. Part of "
+        "the checkpoint.",
+        ARCHITECTURE_IF_SET)
+    loss: str = option(
+        "bce", "GAN loss: 'bce' (the original's, non-saturating), 'hinge' or 'wgan-gp'.",
+        ARCHITECTURE)
+    gp_weight: float = option(10.0, "Gradient-penalty weight of --loss=wgan-gp.", APPLIED,
+                              recorded=lambda config: config.loss == "wgan-gp")
+    spectral_norm: bool = option(False, "Spectral normalisation of the discriminator's "
+                                        "layers.", ARCHITECTURE)
+    minibatch_std: bool = option(
+        False,
+        "Give the discriminator the spread of features over each group of 4 samples "
+        "(minibatch standard deviation, against mode collapse); --batch_size must be a "
+        "multiple of 4.",
+        ARCHITECTURE)
+    d_steps: int = option(
+        1, "Discriminator updates per generator update (each on its own real batch).",
+        REFUSED, _DATA_POSITION)
+    ema: bool = option(
+        False,
+        "Keep an exponential moving average of the generator's weights (in the checkpoint); "
+        "images and evaluation use it.",
+        ARCHITECTURE)
+    ema_decay: float = option(0.999, "Decay of --ema per generator update.", APPLIED,
+                              recorded=lambda config: config.ema)
+    diversity: float = option(
+        0.0,
+        "Weight of the mode-seeking term (MSGAN, Mao et al. 2019): G also minimizes "
+        "1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|) over pairs of its batch (with "
+        "--conditional each pair shares a label), for more variety per label. 0 = off; "
+        "--batch_size must be even.",
+        APPLIED)
+    # Scaling out (gan.distribute; docs/scaling.md).
+    strategy: str = option(
+        "default",
+        "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, or the "
+        "--cpu_devices logical CPUs) or 'multi_worker' (hosts and this worker's task from "
+        "$TF_CONFIG). --batch_size is the global batch, split evenly over the replicas.")
+    cpu_devices: int = option(
+        0,
+        "Split the CPU into this many logical devices (0 = off), e.g. to run "
+        "--strategy=mirrored on a machine without GPUs.")
+    # Loss-scale optimizers wrap the Adams: other variables, so part of the architecture.
+    mixed_precision: bool = option(
+        False,
+        "Compute in float16 (Keras policy mixed_float16; variables and losses stay float32) "
+        "with dynamic loss scaling; for GPUs. Part of the checkpoint: a run resumes only "
+        "with the same setting.",
+        ARCHITECTURE_IF_SET)
+    # PacGAN (Lin et al. 2018).
+    pack: int = option(
+        1,
+        "PacGAN: D judges packs of this many samples (real with real, fake with fake) "
+        "concatenated along the channels; 1 = off. --batch_size counts images and must be a "
+        "multiple of it.",
+        ARCHITECTURE_IF_SET)
 
-    # Fields whose change makes an existing checkpoint unusable for this run.
-    ARCHITECTURE_FIELDS = ("model", "noise_dim", "dataset", "conditional", "loss",
-                           "spectral_norm", "minibatch_std", "ema")
-    # Also recorded, but only when set: checkpoints made before they existed stay resumable.
-    # (--mixed_precision wraps the optimizers in loss-scale optimizers: other variables.)
-    OPTIONAL_ARCHITECTURE_FIELDS = ("mixed_precision", "clusters", "pack")
+    @classmethod
+    def fields(cls, resume=None):
+        """The dataclass fields of the options, in order; with `resume`, only those a resume
+        treats that way."""
+        return [f for f in dataclasses.fields(cls)
+                if resume is None or f.metadata["resume"] == resume]
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name). Pure: it makes
@@ -202,11 +313,11 @@ class TrainConfig:
         return CHANNELS.get(self.dataset, 1)
 
     def architecture(self):
-        """JSON of the fields a checkpoint must agree with to be resumed."""
-        fields = {k: getattr(self, k) for k in self.ARCHITECTURE_FIELDS}
-        defaults = TrainConfig.__dataclass_fields__
-        fields.update({k: getattr(self, k) for k in self.OPTIONAL_ARCHITECTURE_FIELDS
-                       if getattr(self, k) != defaults[k].default})
+        """JSON of the fields a checkpoint must agree with to be resumed: the ARCHITECTURE
+        fields, and the ARCHITECTURE_IF_SET ones that differ from their defaults."""
+        fields = {f.name: getattr(self, f.name) for f in self.fields(ARCHITECTURE)}
+        fields.update({f.name: getattr(self, f.name) for f in self.fields(ARCHITECTURE_IF_SET)
+                       if getattr(self, f.name) != f.default})
         return json.dumps(fields, sort_keys=True)
 
 

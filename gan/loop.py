@@ -28,7 +28,7 @@ def distributed_train_step(strategy, state, real_images, real_labels=None):
     each replica trains on its share of them and of the real batch (replica_part), and the
     optimizers sum the replicas' gradients (step.gradient_target). step += 1. Returns the
     metrics averaged over the replicas (those of the global batch)."""
-    d_steps = state.options.d_steps
+    d_steps = state.config.d_steps
     draws = step_lib.draw_step_noise(state, tf.shape(real_images)[0] // d_steps)
 
     def on_replica(real, labels, draws):

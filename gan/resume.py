@@ -2,55 +2,38 @@
 
 A checkpoint stores one JSON record (TrainState.architecture): the architecture fields of
 TrainConfig.architecture(), which must match exactly (other variables otherwise), and under
-"run" the settings below, recorded since this module exists. A setting a checkpoint does
-not record (one made before) is unknown and accepted, so older checkpoints resume as before.
-
-Per flag, resuming with another value:
-  --seed, --batch_size, --d_steps  refused: the data stream's position after step s is a
-        function of (seed, s x batch_size x d_steps) and --clusters' k-means is seeded by
-        --seed, so the resumed run would not continue the run it resumes (other batches,
-        or other clusters), and no README promise could say what it trains on.
-  --num_images  refused: the strips' fixed noise in the checkpoint has one row per image.
-  --gp_weight (with --loss=wgan-gp), --ema_decay (with --ema), --diversity, --beta_1,
-        --beta_2  taken from the resumed step on, and logged, as --g_learning_rate and
-        --d_learning_rate are: the same weights and data, another hyperparameter from here on.
-  --xla / --noxla (and --strategy, which leaves XLA out of the loop unless "default")
-        accepted, with a note when the noise generator changes hands: XLA and plain
-        TensorFlow turn the same generator state into other numbers, so the run differs
-        from an uninterrupted one from that step on (same distributions).
-  --steps_per_call, --strategy (otherwise), --epochs, the folders and cadences: free; they
-        do not change what is computed (--strategy: up to the order of float sums).
+"run" the run settings. Each TrainConfig field says which it is (its `resume`, gan.config):
+  ARCHITECTURE (ARCHITECTURE_IF_SET: recorded only when not the default)  must match.
+  REFUSED (--seed, --batch_size, --d_steps, --num_images)  recorded under "run"; a change
+        is refused with the field's `why`: the resumed run would not continue the run it
+        resumes (other batches, other clusters, other strip noise).
+  APPLIED (--beta_1, --beta_2, --diversity; --gp_weight with --loss=wgan-gp, --ema_decay
+        with --ema)  recorded where they have an effect; a new value is taken from the
+        resumed step on, and logged, as --g_learning_rate and --d_learning_rate are.
+  FREE (--epochs, --steps_per_call, the folders and cadences, ...)  not recorded: they do
+        not change what is computed (--strategy: up to the order of float sums).
+Also under "run": whether XLA draws the noise (--xla with --strategy=default). A change is
+accepted with a note: XLA and plain TensorFlow turn the same generator state into other
+numbers, so the run differs from an uninterrupted one from that step on (same
+distributions).
+A setting a checkpoint does not record (one made before it existed) is unknown and accepted,
+so older checkpoints resume as before.
 """
 
 import json
 
-from gan.config import TrainConfig
+from gan import config as config_lib
 
 RUN_KEY = "run"
 
-REFUSED = {
-    "seed": "it fixes the order of the training data (and --clusters' k-means clusters), "
-            "so the resumed run would train on other batches than the run it continues",
-    "batch_size": "the training data's position after each step is steps x --batch_size "
-                  "x --d_steps, so the resumed run would skip or repeat training data",
-    "d_steps": "the training data's position after each step is steps x --batch_size "
-               "x --d_steps, so the resumed run would skip or repeat training data",
-    "num_images": "the checkpoint's fixed noise of the image strips has one row per image",
-}
-# Hyperparameters a resumed run may change (the new value applies from the resumed step);
-# each is recorded only where it has an effect.
-APPLIED = ("gp_weight", "ema_decay", "diversity", "beta_1", "beta_2")
-
 
 def run_settings(config):
-    """The "run" part of the record of a run with TrainConfig `config`."""
-    settings = {name: getattr(config, name) for name in REFUSED}
-    settings.update(beta_1=config.beta_1, beta_2=config.beta_2, diversity=config.diversity,
-                    xla=bool(config.xla and config.strategy == "default"))
-    if config.loss == "wgan-gp":
-        settings["gp_weight"] = config.gp_weight
-    if config.ema:
-        settings["ema_decay"] = config.ema_decay
+    """The "run" part of the record of a run with TrainConfig `config`: its REFUSED fields,
+    its APPLIED ones where they have an effect, and whether XLA draws its noise."""
+    settings = {f.name: getattr(config, f.name) for f in config.fields(config_lib.REFUSED)}
+    settings.update({f.name: getattr(config, f.name) for f in config.fields(config_lib.APPLIED)
+                     if f.metadata["recorded"] is None or f.metadata["recorded"](config)})
+    settings["xla"] = bool(config.xla and config.strategy == "default")
     return settings
 
 
@@ -77,27 +60,32 @@ def _flag(name, value):
     return f"--{name}={value}"
 
 
-def check(saved_json, wanted_json):
-    """Compares a checkpoint's record with this run's. Returns (problems, notes): lines
-    naming each flag that makes the checkpoint unusable for this run (empty: it may be
-    resumed), and lines saying which settings this run changes."""
+def check(saved_json, wanted_json, config_class=config_lib.TrainConfig):
+    """Compares a checkpoint's record with this run's, by the `resume` kinds of the fields
+    of `config_class`. Returns (problems, notes): lines naming each flag that makes the
+    checkpoint unusable for this run (empty: it may be resumed), and lines saying which
+    settings this run changes."""
     saved, wanted = json.loads(saved_json), json.loads(wanted_json)
     saved_run, wanted_run = saved.pop(RUN_KEY, {}), wanted.pop(RUN_KEY, {})
     problems = []
     for name in sorted(saved.keys() | wanted.keys()):
         # An optional architecture field is recorded only when set: absent is its default.
-        default = getattr(TrainConfig, name, None)
+        default = getattr(config_class, name, None)
         old, new = saved.get(name, default), wanted.get(name, default)
         if old != new:
             problems.append(f"{_flag(name, new)} here, {_flag(name, old)} in the checkpoint "
                             "(another architecture)")
-    for name, why in REFUSED.items():
-        if name in saved_run and name in wanted_run and saved_run[name] != wanted_run[name]:
-            problems.append(f"{_flag(name, wanted_run[name])} here, {_flag(name, saved_run[name])} "
-                            f"in the checkpoint: {why}")
-    notes = [f"--{name}={wanted_run[name]:g} replaces the checkpoint's {saved_run[name]:g}."
-             for name in APPLIED
-             if name in saved_run and name in wanted_run and saved_run[name] != wanted_run[name]]
+    def changed(field):
+        name = field.name
+        return name in saved_run and name in wanted_run and saved_run[name] != wanted_run[name]
+
+    for field in config_class.fields(config_lib.REFUSED):
+        if changed(field):
+            problems.append(f"{_flag(field.name, wanted_run[field.name])} here, "
+                            f"{_flag(field.name, saved_run[field.name])} in the checkpoint: "
+                            f"{field.metadata['why']}")
+    notes = [f"--{f.name}={wanted_run[f.name]:g} replaces the checkpoint's {saved_run[f.name]:g}."
+             for f in config_class.fields(config_lib.APPLIED) if changed(f)]
     if "xla" in saved_run and saved_run["xla"] != wanted_run.get("xla"):
         made, now = (("XLA", "plain TensorFlow") if saved_run["xla"]
                      else ("plain TensorFlow", "XLA"))

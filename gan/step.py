@@ -9,34 +9,12 @@ outputs [B/k, 1].
 """
 
 import contextlib
-import dataclasses
 import functools
 
 import keras
 import tensorflow as tf
 
-from gan import losses, models
-
-
-@dataclasses.dataclass(frozen=True)
-class StepOptions:
-    """How the step trains: fixed per run, derived from the config (defaults: the original)."""
-
-    loss: str = "bce"  # see gan.losses.LOSSES
-    gp_weight: float = 10.0
-    d_steps: int = 1
-    ema_decay: float = 0.999
-    noise_dim: int = 100
-    conditional: bool = False  # G and D take labels int32 [B]
-    num_classes: int = models.NUM_CLASSES  # labels are 0..num_classes-1
-    pack: int = 1  # D judges packs of this many samples (PacGAN); 1 = off
-    diversity: float = 0.0  # weight of G's mode-seeking term (losses.mode_seeking); 0 = off
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(config.loss, config.gp_weight, config.d_steps, config.ema_decay,
-                   config.noise_dim, config.conditional, config.num_classes, config.pack,
-                   config.diversity)
+from gan import losses, models, resume
 
 
 class TrainState(tf.train.Checkpoint):
@@ -51,11 +29,12 @@ class TrainState(tf.train.Checkpoint):
     --clusters): float [L], each cluster label's share of the training images (L =
     config.label_count), which sampling draws cluster ids from.
 
-    `options` (a StepOptions) is not saved: it follows from the config.
+    `config` (the run's gan.config.TrainConfig, which says how the step trains) is not
+    saved: the checkpoint's `architecture` records what a resume must agree with.
     """
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, rng,
-                 fixed_noise, architecture, ema_generator=None, options=None, cluster_labels=0):
+                 fixed_noise, config, ema_generator=None, cluster_labels=0):
         extra = {"ema_generator": ema_generator} if ema_generator is not None else {}
         if cluster_labels:
             extra["cluster_prior"] = tf.Variable(tf.zeros([cluster_labels]), name="cluster_prior")
@@ -67,11 +46,12 @@ class TrainState(tf.train.Checkpoint):
             step=tf.Variable(0, dtype=tf.int64, name="step"),
             rng=rng,
             fixed_noise=tf.Variable(fixed_noise, name="fixed_noise"),
-            architecture=tf.Variable(architecture, dtype=tf.string, name="architecture"),
+            architecture=tf.Variable(resume.record(config), dtype=tf.string,
+                                     name="architecture"),
             **extra,
         )
         self.ema_generator = ema_generator
-        self.options = options or StepOptions()
+        self.config = config
 
 
 def create_state(config, strategy=None):
@@ -87,8 +67,7 @@ def create_state(config, strategy=None):
     fixed_noise = tf.random.Generator.from_seed(config.seed + 1).normal(
         [config.num_images, config.noise_dim])
     return TrainState(generator, discriminator, optimizers[0], optimizers[1], rng,
-                      fixed_noise, config.architecture(), ema_generator,
-                      StepOptions.from_config(config),
+                      fixed_noise, config, ema_generator,
                       config.num_classes if config.clusters else 0)
 
 
@@ -146,7 +125,7 @@ def train_step(state, real_images, real_labels=None):
     into different numbers, so runs with --xla and --noxla differ in their draws (each is
     deterministic); given the same noise, the arithmetic is the same.
     """
-    batch = tf.shape(real_images)[0] // state.options.d_steps
+    batch = tf.shape(real_images)[0] // state.config.d_steps
     metrics = apply_step(state, real_images, real_labels, draw_step_noise(state, batch))
     state.step.assign_add(1)
     return metrics
@@ -160,7 +139,7 @@ def draw_step_noise(state, batch):
     ("fake_labels", only then; with --diversity B/2 labels, each asked of a pair 2i, 2i+1).
     Drawn apart from apply_step so that a distributed step draws them once for the global
     batch."""
-    opts = state.options
+    opts = state.config
     draws = {"d_noise": [], "alpha": []}
     for _ in range(opts.d_steps):
         draws["d_noise"].append(state.rng.normal([batch, opts.noise_dim]))
@@ -178,7 +157,7 @@ def draw_step_noise(state, batch):
 def apply_step(state, real_images, real_labels, draws):
     """train_step's updates given its random numbers (draw_step_noise); the step counter is
     left alone. Returns train_step's metrics."""
-    opts = state.options
+    opts = state.config
     batch = tf.shape(real_images)[0] // opts.d_steps
     # 1. d_steps D updates, each on its own B real images and its own noise.
     for i in range(opts.d_steps):
@@ -197,11 +176,11 @@ def apply_step(state, real_images, real_labels, draws):
 
 def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     """D update on real images [B, 28, 28] (target 1) and G(noise [B, Z]) (target 0) with
-    the loss of state.options (plus the gradient penalty for wgan-gp, interpolating with
+    the loss of state.config (plus the gradient penalty for wgan-gp, interpolating with
     alpha [B, 1, 1]). labels int32 [B]: conditional models' real labels, which the fakes
     are asked to be too (so the penalty interpolates within one class). Only D changes.
     Returns d_loss, and d_real, d_fake: D's mean output on each half."""
-    g, d, opts = state.generator, state.discriminator, state.options
+    g, d, opts = state.generator, state.discriminator, state.config
     fake_images = models.call(g, noise, labels, training=True)
     batch = tf.shape(real_images)[0]
     both_labels = None if labels is None else pack_labels(tf.concat([labels, labels], axis=0),
@@ -232,7 +211,7 @@ def generator_step(state, noise, fake_labels=None):
     """G update through the unchanged D on noise [B, Z] (and fake_labels [B] for conditional
     models): the non-saturating BCE loss (targets 1), or -mean score for hinge and WGAN-GP;
     with --diversity plus that weight times the mode-seeking term. Only G changes."""
-    g, d, opts = state.generator, state.discriminator, state.options
+    g, d, opts = state.generator, state.discriminator, state.config
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
         g_loss = losses.generator_loss(

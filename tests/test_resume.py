@@ -48,10 +48,10 @@ def test_hyperparameters_apply_from_the_resumed_step_and_are_logged():
     problems, notes = check(old, dict(old, gp_weight=5.0, ema_decay=0.99, beta_1=0.5,
                                       diversity=0.5))
     assert problems == []
-    assert notes == ["--gp_weight=5 replaces the checkpoint's 10.",
+    assert notes == ["--beta_1=0.5 replaces the checkpoint's 0.9.",  # in the fields' order
+                     "--gp_weight=5 replaces the checkpoint's 10.",
                      "--ema_decay=0.99 replaces the checkpoint's 0.999.",
-                     "--diversity=0.5 replaces the checkpoint's 0.",
-                     "--beta_1=0.5 replaces the checkpoint's 0.9."]
+                     "--diversity=0.5 replaces the checkpoint's 0."]
     # Without --loss=wgan-gp and --ema they do nothing, and are not recorded.
     assert check({}, dict(gp_weight=5.0, ema_decay=0.99)) == ([], [])
 
@@ -193,7 +193,7 @@ def test_a_changed_gp_weight_and_ema_decay_apply_from_the_resumed_step(tmp_path,
     state = train_lib.train(changed, log=logs.append)
     assert "--gp_weight=5 replaces the checkpoint's 10." in logs
     assert "--ema_decay=0.99 replaces the checkpoint's 0.999." in logs
-    assert (state.options.gp_weight, state.options.ema_decay) == (5.0, 0.99)
+    assert (state.config.gp_weight, state.config.ema_decay) == (5.0, 0.99)
     record = json.loads(checkpoints.read_architecture(
         os.path.join(changed.checkpoint_dir, "ckpt-60")))[resume.RUN_KEY]
     assert (record["gp_weight"], record["ema_decay"]) == (5.0, 0.99)

@@ -1,0 +1,100 @@
+"""The configuration as the one source of gan.train's flags and of a checkpoint's record."""
+
+import dataclasses
+import glob
+import json
+import os
+
+import pytest
+from absl import flags
+
+from conftest import REPO
+from gan import config as config_lib
+from gan import resume, train
+
+# What a checkpoint of each recipe in experiments/ (and of the default run) records: moving
+# code must not change it, or checkpoints made before would no longer resume.
+RECORDS = {
+    "default": {'conditional': False, 'dataset': 'mnist', 'ema': False, 'loss': 'bce', 'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
+        'run': {'batch_size': 32, 'beta_1': 0.9, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
+    "best_unconditional": {'clusters': 100, 'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
+    "conditional": {'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.05, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
+    "dcgan": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'dcgan', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False}, 'spectral_norm': False},
+    "fashion_mnist": {'conditional': True, 'dataset': 'fashion_mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': False, 'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
+    "mlp_large": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
+    "mlp_tuned": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'wgan-gp', 'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.9, 'd_steps': 5, 'diversity': 0.0, 'ema_decay': 0.999, 'gp_weight': 10.0, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
+    "stacked_mnist": {'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False}, 'spectral_norm': False},
+}
+
+
+def test_every_recipe_records_what_its_checkpoints_hold(train_flags):
+    recipes = sorted(os.path.basename(p)[:-len(".flags")]
+                     for p in glob.glob(os.path.join(REPO, "experiments", "*.flags")))
+    assert sorted(RECORDS) == sorted(["default", *recipes])  # a new recipe is pinned too
+    for name, expected in RECORDS.items():
+        args = [] if name == "default" else [
+            f"--flagfile={os.path.join(REPO, 'experiments', name + '.flags')}"]
+        assert json.loads(resume.record(train_flags(*args))) == expected, name
+
+
+def test_each_field_is_one_flag_with_its_default_and_help():
+    names = [f.name for f in config_lib.TrainConfig.fields()]
+    assert names == [f.name for f in dataclasses.fields(config_lib.TrainConfig)]
+    for field in config_lib.TrainConfig.fields():
+        flag = train.FLAGS[field.name]
+        assert flag.default == field.default, field.name
+        assert flag.help == field.metadata["help"] and flag.help, field.name
+
+
+def test_a_new_option_is_one_field(tmp_path):
+    """A field added to the config becomes a flag of its type, parsed into the config, and
+    the record of a run follows its `resume` kind, with no other code touched."""
+
+    @dataclasses.dataclass
+    class Extended(config_lib.TrainConfig):
+        warmup: int = config_lib.option(0, "Warm-up iterations.", config_lib.REFUSED,
+                                        "the warm-up changes every later step")
+        temperature: float = config_lib.option(
+            1.0, "Softmax temperature.", config_lib.APPLIED,
+            recorded=lambda config: config.loss == "hinge")
+        width: int = config_lib.option(64, "Width of a new network.",
+                                       config_lib.ARCHITECTURE_IF_SET)
+
+    values = flags.FlagValues()
+    train.define_flags(Extended, values)
+    values(["gan.train", "--warmup=7", "--temperature=0.5", "--loss=hinge", "--epochs=3"])
+    config = train.config_from_flags(Extended, values)
+    assert (config.warmup, config.temperature, config.loss, config.epochs) == (7, 0.5, "hinge", 3)
+    assert "Warm-up iterations." in values["warmup"].help
+    with pytest.raises(flags.IllegalFlagValueError):
+        values["warmup"].parse("seven")
+
+    record = json.loads(resume.record(config))
+    assert record["run"]["warmup"] == 7 and record["run"]["temperature"] == 0.5
+    assert "width" not in record  # its default: not recorded, older checkpoints resume
+    assert json.loads(resume.record(dataclasses.replace(config, width=32)))["width"] == 32
+    assert "temperature" not in json.loads(
+        resume.record(dataclasses.replace(config, loss="bce")))["run"]
+    problems, notes = resume.check(resume.record(config),
+                                   resume.record(dataclasses.replace(config, warmup=8,
+                                                                     temperature=0.25)),
+                                   Extended)
+    assert problems == ["--warmup=8 here, --warmup=7 in the checkpoint: the warm-up changes "
+                        "every later step"]
+    assert notes == ["--temperature=0.25 replaces the checkpoint's 0.5."]
+
+
+def test_the_step_reads_the_config_it_was_made_with():
+    from gan import step as step_lib
+
+    config = config_lib.TrainConfig(loss="hinge", d_steps=2, diversity=0.5)
+    state = step_lib.create_state(config)
+    assert state.config is config
+    assert json.loads(state.architecture.numpy()) == json.loads(resume.record(config))
