@@ -4,9 +4,9 @@ import dataclasses
 import json
 import os
 
-MODELS = ("mlp", "mlp_large", "dcgan")  # as gan.models.MODELS (not imported: keras is heavy)
-LOSSES = ("bce", "hinge", "wgan-gp")  # as gan.losses.LOSSES
-STRATEGIES = ("default", "mirrored", "multi_worker")  # as gan.distribute.STRATEGIES
+from gan import registry
+
+STRATEGIES = ("default", "mirrored", "multi_worker")  # gan.distribute makes them
 DATASETS = ("mnist", "fashion_mnist", "stacked_mnist")  # gan.data loads; gan.stacked builds
 # Colour channels of each dataset's images (1: [28, 28], C > 1: [28, 28, C]).
 CHANNELS = {"stacked_mnist": 3}
@@ -223,10 +223,8 @@ class TrainConfig:
             raise ValueError(f"--eval_every must be 0 (off) or positive, got {self.eval_every}")
         if self.eval_samples < 10:  # eval_lib.MIN_IMAGES; a 3-NN manifold needs a few points
             raise ValueError(f"--eval_samples must be at least 10, got {self.eval_samples}")
-        if self.model not in MODELS:
-            raise ValueError(f"--model must be one of {', '.join(MODELS)}, got '{self.model}'")
-        if self.loss not in LOSSES:
-            raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+        registry.check(registry.NETWORKS, self.model, "model")
+        registry.check(registry.LOSSES, self.loss, "loss")
         if self.minibatch_std and self.batch_size % 4:
             raise ValueError(f"--minibatch_std needs --batch_size to be a multiple of 4 (its "
                              f"group size), got {self.batch_size}")
@@ -261,8 +259,8 @@ class TrainConfig:
         if self.batch_size % self.pack:
             raise ValueError(f"--pack={self.pack} needs --batch_size to be a multiple of it "
                              f"(D judges batch_size / pack packs), got {self.batch_size}")
-        if self.pack > 1 and self.loss == "wgan-gp":
-            raise ValueError("--pack cannot be combined with --loss=wgan-gp: the gradient "
+        if self.pack > 1 and not registry.LOSSES[self.loss].packs:
+            raise ValueError(f"--pack cannot be combined with --loss={self.loss}: its "
                              "penalty is defined per sample, not per pack")
         if self.pack > 1 and self.minibatch_std and (self.batch_size // self.pack) % 4:
             raise ValueError(f"--minibatch_std with --pack={self.pack} needs --batch_size / "

@@ -23,7 +23,7 @@ import tempfile
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from gan.config import STRATEGIES
 
 
 def configure_cpu_devices(count):

@@ -36,9 +36,6 @@ def generator_bce(p_fake):
 
 # --- losses on unbounded discriminator scores (hinge, WGAN-GP) ------------------------------
 
-LOSSES = ("bce", "hinge", "wgan-gp")
-
-
 def discriminator_hinge(s_real, s_fake):
     """Hinge loss on scores [B, 1]: mean relu(1 - s_real) + mean relu(1 + s_fake)."""
     return tf.reduce_mean(tf.nn.relu(1.0 - s_real)) + tf.reduce_mean(tf.nn.relu(1.0 + s_fake))
@@ -53,26 +50,6 @@ def discriminator_wasserstein(s_real, s_fake):
 def generator_score(s_fake):
     """Generator loss of hinge and WGAN-GP: -mean score of the fakes [B, 1]."""
     return -tf.reduce_mean(s_fake)
-
-
-def discriminator_loss(kind, out_real, out_fake):
-    """D's loss for `kind` in LOSSES: out_* are probabilities for "bce", scores otherwise."""
-    if kind == "bce":
-        return discriminator_bce(out_real, out_fake)
-    if kind == "hinge":
-        return discriminator_hinge(out_real, out_fake)
-    if kind == "wgan-gp":
-        return discriminator_wasserstein(out_real, out_fake)
-    raise ValueError(f"unknown loss '{kind}'; choose one of {', '.join(LOSSES)}")
-
-
-def generator_loss(kind, out_fake):
-    """G's loss for `kind` in LOSSES (non-saturating BCE, or -mean score)."""
-    if kind == "bce":
-        return generator_bce(out_fake)
-    if kind in ("hinge", "wgan-gp"):
-        return generator_score(out_fake)
-    raise ValueError(f"unknown loss '{kind}'; choose one of {', '.join(LOSSES)}")
 
 
 def interpolation_weights(rng, batch):
@@ -105,3 +82,70 @@ def mode_seeking(images, noise, eps=1e-5):
     images = tf.cast(images, tf.float32)
     apart = tf.reduce_mean(tf.abs(images[0::2] - images[1::2]))
     return 1.0 / (apart / tf.reduce_mean(tf.abs(noise[0::2] - noise[1::2])) + eps)
+
+
+# --- the losses --model's networks are trained with, by name (gan.registry.LOSSES) ----------
+
+
+class Loss:
+    """A GAN loss, as the step uses it (gan.step): D's loss on its outputs for the real and
+    the fake halves of a batch, G's loss on D's outputs for its fakes, and an optional
+    penalty added to D's loss.
+
+    probabilities: D ends in a sigmoid and outputs P(real) (gan.models), else an unbounded
+    score. interpolates: the penalty needs one interpolation weight per sample per D update
+    (`interpolation_weights`), drawn with the step's other random numbers.
+    """
+
+    probabilities = False
+    interpolates = False
+
+    def discriminator(self, out_real, out_fake):
+        raise NotImplementedError
+
+    def generator(self, out_fake):
+        raise NotImplementedError
+
+    def penalty(self, critic, real_images, fake_images, alpha, config):
+        """What D's loss adds, given the critic (images -> D's outputs), the batch, the
+        interpolation weights (None unless `interpolates`) and the run's config; None: no
+        penalty."""
+        return None
+
+
+class _BCE(Loss):
+    """The original's: BCE with real -> 1, fake -> 0; G's non-saturating BCE against 1."""
+
+    probabilities = True
+
+    def discriminator(self, out_real, out_fake):
+        return discriminator_bce(out_real, out_fake)
+
+    def generator(self, out_fake):
+        return generator_bce(out_fake)
+
+
+class _Hinge(Loss):
+    def discriminator(self, out_real, out_fake):
+        return discriminator_hinge(out_real, out_fake)
+
+    def generator(self, out_fake):
+        return generator_score(out_fake)
+
+
+class _WGANGP(Loss):
+    """The Wasserstein critic loss plus --gp_weight x the gradient penalty."""
+
+    interpolates = True
+
+    def discriminator(self, out_real, out_fake):
+        return discriminator_wasserstein(out_real, out_fake)
+
+    def generator(self, out_fake):
+        return generator_score(out_fake)
+
+    def penalty(self, critic, real_images, fake_images, alpha, config):
+        return config.gp_weight * gradient_penalty(critic, real_images, fake_images, alpha)
+
+
+BCE, HINGE, WGAN_GP = _BCE(), _Hinge(), _WGANGP()

@@ -4,7 +4,7 @@
   generator:     z[100] -> Dense 256 ReLU -> Dense 784 sigmoid -> Reshape 28x28   (227,344 params)
   discriminator: x[28,28] -> Flatten -> Dense 256 ReLU -> Dense 1 sigmoid         (201,217 params)
 
-Other models (`MODELS`): `mlp_large` (a deeper, wider MLP with LeakyReLU, sized for CPUs:
+Other models (gan.registry.NETWORKS): `mlp_large` (a deeper, wider MLP with LeakyReLU, sized for CPUs:
 G z -> 256 -> 512 (batch norm) -> 784, D 784 -> 512 -> 256 -> 1, about 0.56M + 0.53M
 parameters) and `dcgan`
 (DCGAN-style, slimmed for 2 CPU cores: G z -> Dense 7x7x64 (batch norm, ReLU) -> transposed
@@ -25,14 +25,16 @@ features h. Unconditional models are `keras.Sequential` (so the mlp layer table 
 original's); conditional ones are functional models with inputs [noise or images, labels].
 """
 
+import dataclasses
+
 import keras
 
+from gan import registry
 from gan.config import CHANNELS, label_count, label_parts
 
 IMAGE_SHAPE = (28, 28)  # one channel; C channels are [28, 28, C] (image_shape)
 NUM_CLASSES = 10
 LABEL_EMBEDDING = 32  # size of the generator's label embedding
-MODELS = ("mlp", "mlp_large", "dcgan")
 MINIBATCH_STD_GROUP = 4
 DCGAN_CHANNELS = (64, 32)  # generator 7x7x64 -> 14x14x32 -> 28x28x1; D mirrors it
 
@@ -89,57 +91,82 @@ def _leaky():
     return keras.layers.LeakyReLU(negative_slope=0.2)
 
 
-def _generator_trunk(model, channels=1):
-    """Layers mapping the generator input [B, noise_dim (+ embedding)] to images
-    [B, 28, 28] (channels 1) or [B, 28, 28, C]."""
-    shape = image_shape(channels)
-    if model == "mlp":
-        return [keras.layers.Dense(256, activation="relu"),
-                keras.layers.Dense(784 * channels, activation="sigmoid"),
-                keras.layers.Reshape(shape)]
-    if model == "mlp_large":
-        # Batch norm on the wide layer, as in common MLP GANs: without it this G falls
-        # behind D within a few thousand steps (D's loss -> 0).
-        return [keras.layers.Dense(256), _leaky(),
-                keras.layers.Dense(512, use_bias=False), _batch_norm(),
-                _leaky(),
-                keras.layers.Dense(784 * channels, activation="sigmoid"),
-                keras.layers.Reshape(shape)]
-    if model == "dcgan":
-        c1, c2 = DCGAN_CHANNELS
-        return [
-            keras.layers.Dense(7 * 7 * c1, use_bias=False),
-            _batch_norm(),
-            keras.layers.ReLU(),
-            keras.layers.Reshape((7, 7, c1)),
-            keras.layers.Conv2DTranspose(c2, 4, strides=2, padding="same", use_bias=False),
-            _batch_norm(),
-            keras.layers.ReLU(),
-            keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
-                                         activation="sigmoid"),
-            keras.layers.Reshape(shape),
-        ]
-    raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+# --- the networks --model names (gan.registry.NETWORKS) --------------------------------------
 
 
-def _discriminator_trunk(model, spectral_norm, channels=1):
-    """Layers mapping images [B, 28, 28] (channels 1) or [B, 28, 28, C] to features [B, F]."""
-    sn = lambda layer: _maybe_sn(layer, spectral_norm)  # noqa: E731
-    if model == "mlp":
-        return [keras.layers.Flatten(), sn(keras.layers.Dense(256, activation="relu"))]
-    if model == "mlp_large":
-        return [keras.layers.Flatten(),
-                sn(keras.layers.Dense(512)), _leaky(),
-                sn(keras.layers.Dense(256)), _leaky()]
-    if model == "dcgan":
-        c1, c2 = DCGAN_CHANNELS
-        return [
-            keras.layers.Reshape((*IMAGE_SHAPE, channels)),
-            sn(keras.layers.Conv2D(c2, 4, strides=2, padding="same")), _leaky(),  # 14x14
-            sn(keras.layers.Conv2D(c1, 4, strides=2, padding="same")), _leaky(),  # 7x7
-            keras.layers.Flatten(),
-        ]
-    raise ValueError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A family of networks: the layers of its generator and of its discriminator.
+
+    generator(channels): layers mapping the generator input [B, noise_dim (+ label
+        embedding)] to images [B, 28, 28] in [0, 1] (channels 1) or [B, 28, 28, C].
+    discriminator(spectral_norm, channels): layers mapping images [B, 28, 28] or
+        [B, 28, 28, C] to features [B, F], each Dense/Conv wrapped by `_maybe_sn`.
+    make_generator and make_discriminator add the label inputs and D's output head.
+    """
+
+    generator: object
+    discriminator: object
+
+
+def _mlp_generator(channels):
+    return [keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(784 * channels, activation="sigmoid"),
+            keras.layers.Reshape(image_shape(channels))]
+
+
+def _mlp_discriminator(spectral_norm, channels):
+    return [keras.layers.Flatten(),
+            _maybe_sn(keras.layers.Dense(256, activation="relu"), spectral_norm)]
+
+
+def _mlp_large_generator(channels):
+    # Batch norm on the wide layer, as in common MLP GANs: without it this G falls behind D
+    # within a few thousand steps (D's loss -> 0).
+    return [keras.layers.Dense(256), _leaky(),
+            keras.layers.Dense(512, use_bias=False), _batch_norm(),
+            _leaky(),
+            keras.layers.Dense(784 * channels, activation="sigmoid"),
+            keras.layers.Reshape(image_shape(channels))]
+
+
+def _mlp_large_discriminator(spectral_norm, channels):
+    return [keras.layers.Flatten(),
+            _maybe_sn(keras.layers.Dense(512), spectral_norm), _leaky(),
+            _maybe_sn(keras.layers.Dense(256), spectral_norm), _leaky()]
+
+
+def _dcgan_generator(channels):
+    c1, c2 = DCGAN_CHANNELS
+    return [
+        keras.layers.Dense(7 * 7 * c1, use_bias=False),
+        _batch_norm(),
+        keras.layers.ReLU(),
+        keras.layers.Reshape((7, 7, c1)),
+        keras.layers.Conv2DTranspose(c2, 4, strides=2, padding="same", use_bias=False),
+        _batch_norm(),
+        keras.layers.ReLU(),
+        keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+                                     activation="sigmoid"),
+        keras.layers.Reshape(image_shape(channels)),
+    ]
+
+
+def _dcgan_discriminator(spectral_norm, channels):
+    c1, c2 = DCGAN_CHANNELS
+    return [
+        keras.layers.Reshape((*IMAGE_SHAPE, channels)),
+        _maybe_sn(keras.layers.Conv2D(c2, 4, strides=2, padding="same"), spectral_norm),
+        _leaky(),  # 14x14
+        _maybe_sn(keras.layers.Conv2D(c1, 4, strides=2, padding="same"), spectral_norm),
+        _leaky(),  # 7x7
+        keras.layers.Flatten(),
+    ]
+
+
+MLP = Network(_mlp_generator, _mlp_discriminator)
+MLP_LARGE = Network(_mlp_large_generator, _mlp_large_discriminator)
+DCGAN = Network(_dcgan_generator, _dcgan_discriminator)
 
 
 class LabelDigits(keras.layers.Layer):
@@ -180,7 +207,7 @@ def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NU
     """Generator: noise [B, noise_dim] (and labels int32 [B] in 0..num_classes-1 if
     conditional) -> images [B, 28, 28] in [0, 1] ([B, 28, 28, C] for channels C > 1).
     label_parts P > 1: each label is P digits (_embed_labels), their embeddings concatenated."""
-    trunk = _generator_trunk(model, channels)
+    trunk = registry.network(model).generator(channels)
     if not conditional:
         return keras.Sequential([keras.Input((noise_dim,)), *trunk], name="generator")
     noise = keras.Input((noise_dim,), name="noise")
@@ -205,7 +232,7 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
     Conditional with pack=k > 1: labels int32 [B, k], the labels of a pack's k samples, whose
     embeddings are averaged into the projection (gan.step.pack_labels). label_parts P > 1:
     each label is P digits (_embed_labels), their embeddings averaged likewise."""
-    trunk = _discriminator_trunk(model, spectral_norm, channels)
+    trunk = registry.network(model).discriminator(spectral_norm, channels)
     if minibatch_std:
         trunk.append(MinibatchStddev(MINIBATCH_STD_GROUP))
     activation = "sigmoid" if probability_output else None
@@ -256,7 +283,7 @@ def build_generator(architecture):
     """The generator of a checkpoint's architecture (the dict of TrainConfig.architecture(),
     e.g. {"model": "mlp", "noise_dim": 100, ...}); raises ValueError for an unknown model."""
     model = architecture.get("model")
-    if model not in MODELS:
+    if model not in registry.NETWORKS:
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
     dataset, clusters = architecture.get("dataset"), architecture.get("clusters")
     return make_generator(model, architecture["noise_dim"], is_conditional(architecture),

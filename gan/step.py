@@ -14,7 +14,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from gan import losses, models, resume
+from gan import losses, models, registry, resume
 
 
 class TrainState(tf.train.Checkpoint):
@@ -94,7 +94,8 @@ def _build_networks(config):
                                        config.label_parts)
     generator = make_generator()
     discriminator = models.make_discriminator(
-        config.model, config.conditional, probability_output=config.loss == "bce",
+        config.model, config.conditional,
+        probability_output=registry.loss(config.loss).probabilities,
         spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
         num_classes=config.num_classes, channels=config.channels * config.pack, pack=config.pack,
         label_parts=config.label_parts)
@@ -133,73 +134,75 @@ def train_step(state, real_images, real_labels=None):
 
 def draw_step_noise(state, batch):
     """The random numbers of one iteration on batches of `batch`, from state.rng in this
-    order: per D update its noise [B, Z] ("d_noise", a list) and for WGAN-GP its
-    interpolation weights [B, 1, 1] ("alpha", a list, else empty); then G's noise
+    order: per D update its noise [B, Z] ("d_noise", a list) and, for a loss that
+    interpolates (WGAN-GP), its interpolation weights [B, 1, 1] ("alpha", a list, else
+    empty); then G's noise
     ("g_noise") and, for conditional models, the labels asked of G, int32 [B] uniform
     ("fake_labels", only then; with --diversity B/2 labels, each asked of a pair 2i, 2i+1).
     Drawn apart from apply_step so that a distributed step draws them once for the global
     batch."""
-    opts = state.config
+    config = state.config
     draws = {"d_noise": [], "alpha": []}
-    for _ in range(opts.d_steps):
-        draws["d_noise"].append(state.rng.normal([batch, opts.noise_dim]))
-        if opts.loss == "wgan-gp":
+    for _ in range(config.d_steps):
+        draws["d_noise"].append(state.rng.normal([batch, config.noise_dim]))
+        if registry.loss(config.loss).interpolates:
             draws["alpha"].append(losses.interpolation_weights(state.rng, batch))
-    draws["g_noise"] = state.rng.normal([batch, opts.noise_dim])
-    if opts.conditional and opts.diversity:  # a pair compares two images of one label
+    draws["g_noise"] = state.rng.normal([batch, config.noise_dim])
+    if config.conditional and config.diversity:  # a pair compares two images of one label
         draws["fake_labels"] = tf.repeat(
-            state.rng.uniform([batch // 2], 0, opts.num_classes, dtype=tf.int32), 2)
-    elif opts.conditional:
-        draws["fake_labels"] = state.rng.uniform([batch], 0, opts.num_classes, dtype=tf.int32)
+            state.rng.uniform([batch // 2], 0, config.num_classes, dtype=tf.int32), 2)
+    elif config.conditional:
+        draws["fake_labels"] = state.rng.uniform([batch], 0, config.num_classes, dtype=tf.int32)
     return draws
 
 
 def apply_step(state, real_images, real_labels, draws):
     """train_step's updates given its random numbers (draw_step_noise); the step counter is
     left alone. Returns train_step's metrics."""
-    opts = state.config
-    batch = tf.shape(real_images)[0] // opts.d_steps
+    config = state.config
+    batch = tf.shape(real_images)[0] // config.d_steps
     # 1. d_steps D updates, each on its own B real images and its own noise.
-    for i in range(opts.d_steps):
+    for i in range(config.d_steps):
         part = slice(i * batch, (i + 1) * batch)
         metrics = discriminator_step(
             state, real_images[part], draws["d_noise"][i],
-            real_labels[part] if opts.conditional else None,
+            real_labels[part] if config.conditional else None,
             draws["alpha"][i] if draws["alpha"] else None)
     # 2. One G update through the unchanged D, on new noise.
     metrics.update(generator_step(state, draws["g_noise"], draws.get("fake_labels")))
     # 3. The EMA copy follows G.
     if state.ema_generator is not None:
-        update_ema(state.ema_generator, state.generator, opts.ema_decay)
+        update_ema(state.ema_generator, state.generator, config.ema_decay)
     return metrics
 
 
 def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     """D update on real images [B, 28, 28] (target 1) and G(noise [B, Z]) (target 0) with
-    the loss of state.config (plus the gradient penalty for wgan-gp, interpolating with
-    alpha [B, 1, 1]). labels int32 [B]: conditional models' real labels, which the fakes
+    the loss of state.config (plus its penalty: WGAN-GP's gradient penalty interpolates
+    with alpha [B, 1, 1]). labels int32 [B]: conditional models' real labels, which the fakes
     are asked to be too (so the penalty interpolates within one class). Only D changes.
     Returns d_loss, and d_real, d_fake: D's mean output on each half."""
-    g, d, opts = state.generator, state.discriminator, state.config
+    g, d, config = state.generator, state.discriminator, state.config
+    loss = registry.loss(config.loss)
     fake_images = models.call(g, noise, labels, training=True)
     batch = tf.shape(real_images)[0]
     both_labels = None if labels is None else pack_labels(tf.concat([labels, labels], axis=0),
-                                                          opts.pack)
-    if opts.loss == "wgan-gp" and alpha is None:  # a direct call: draw them here
+                                                          config.pack)
+    if loss.interpolates and alpha is None:  # a direct call: draw them here
         alpha = losses.interpolation_weights(state.rng, batch)
     with tf.GradientTape() as tape:
         # One pass over [real; fake] (2B images), as the original's train_on_batch did. With
         # --pack=k: [real packs; fake packs], 2B/k packs, each of k real or of k fake images.
-        real_packs, fake_packs = pack(real_images, opts.pack), pack(fake_images, opts.pack)
+        real_packs, fake_packs = pack(real_images, config.pack), pack(fake_images, config.pack)
         out = models.call(d, tf.concat([real_packs, fake_packs], axis=0), both_labels,
                           training=True)
         packs = tf.shape(real_packs)[0]
         out_real, out_fake = out[:packs], out[packs:]
-        d_loss = losses.discriminator_loss(opts.loss, out_real, out_fake)
-        if opts.loss == "wgan-gp":
-            critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
-            d_loss += opts.gp_weight * losses.gradient_penalty(
-                critic, real_images, fake_images, alpha)
+        d_loss = loss.discriminator(out_real, out_fake)
+        critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
+        penalty = loss.penalty(critic, real_images, fake_images, alpha, config)
+        if penalty is not None:
+            d_loss += penalty
         target = gradient_target(d_loss, state.d_optimizer)
     state.d_optimizer.apply_gradients(
         zip(tape.gradient(target, d.trainable_variables), d.trainable_variables))
@@ -211,16 +214,15 @@ def generator_step(state, noise, fake_labels=None):
     """G update through the unchanged D on noise [B, Z] (and fake_labels [B] for conditional
     models): the non-saturating BCE loss (targets 1), or -mean score for hinge and WGAN-GP;
     with --diversity plus that weight times the mode-seeking term. Only G changes."""
-    g, d, opts = state.generator, state.discriminator, state.config
+    g, d, config = state.generator, state.discriminator, state.config
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
-        g_loss = losses.generator_loss(
-            opts.loss,
-            models.call(d, pack(fakes, opts.pack),
-                        None if fake_labels is None else pack_labels(fake_labels, opts.pack),
+        g_loss = registry.loss(config.loss).generator(
+            models.call(d, pack(fakes, config.pack),
+                        None if fake_labels is None else pack_labels(fake_labels, config.pack),
                         training=True))
-        if opts.diversity:
-            g_loss += opts.diversity * losses.mode_seeking(fakes, noise)
+        if config.diversity:
+            g_loss += config.diversity * losses.mode_seeking(fakes, noise)
         target = gradient_target(g_loss, state.g_optimizer)
     state.g_optimizer.apply_gradients(
         zip(tape.gradient(target, g.trainable_variables), g.trainable_variables))

@@ -38,12 +38,6 @@ def test_unknown_strategy_names_the_flag(tmp_path):
                     checkpoint_dir=str(tmp_path)).validate()
 
 
-def test_config_knows_the_same_strategies():
-    from gan import config
-
-    assert config.STRATEGIES == distribute.STRATEGIES
-
-
 def test_cpu_devices_after_tensorflow_started_names_the_flag(tmp_path):
     tf.constant(0)  # devices are initialised in this process by now
     with pytest.raises(ValueError, match="--cpu_devices=3 must be set before TensorFlow"):

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from gan import losses
+from gan import losses, registry
 
 
 def test_bce_matches_keras_train_on_batch_loss():
@@ -34,23 +34,26 @@ def test_hinge_and_wasserstein_known_values():
     real = np.array([[2.0], [0.5]], "float32")
     fake = np.array([[-2.0], [0.0]], "float32")
     # relu(1 - real) = [0, 0.5] -> 0.25; relu(1 + fake) = [0, 1] -> 0.5
-    assert np.isclose(losses.discriminator_loss("hinge", real, fake).numpy(), 0.75)
-    assert np.isclose(losses.discriminator_loss("wgan-gp", real, fake).numpy(), -1.0 - 1.25)
-    assert np.isclose(losses.generator_loss("hinge", fake).numpy(), 1.0)
-    assert np.isclose(losses.generator_loss("wgan-gp", fake).numpy(), 1.0)
+    hinge, wgan_gp = registry.loss("hinge"), registry.loss("wgan-gp")
+    assert np.isclose(hinge.discriminator(real, fake).numpy(), 0.75)
+    assert np.isclose(wgan_gp.discriminator(real, fake).numpy(), -1.0 - 1.25)
+    assert np.isclose(hinge.generator(fake).numpy(), 1.0)
+    assert np.isclose(wgan_gp.generator(fake).numpy(), 1.0)
 
 
 def test_bce_kind_is_the_original_loss():
     p_real = np.array([[0.9], [0.6]], "float32")
     p_fake = np.array([[0.2], [0.3]], "float32")
-    assert losses.discriminator_loss("bce", p_real, p_fake).numpy() == \
+    bce = registry.loss("bce")
+    assert bce.probabilities and not registry.loss("hinge").probabilities
+    assert bce.discriminator(p_real, p_fake).numpy() == \
         losses.discriminator_bce(p_real, p_fake).numpy()
-    assert losses.generator_loss("bce", p_fake).numpy() == losses.generator_bce(p_fake).numpy()
+    assert bce.generator(p_fake).numpy() == losses.generator_bce(p_fake).numpy()
 
 
-def test_unknown_loss_is_an_error():
-    with pytest.raises(ValueError, match="wgan-gp"):
-        losses.discriminator_loss("lsgan", np.zeros((1, 1)), np.zeros((1, 1)))
+def test_unknown_loss_is_an_error_naming_the_flag_and_the_losses():
+    with pytest.raises(ValueError, match="--loss must be one of bce, hinge, wgan-gp.*'lsgan'"):
+        registry.loss("lsgan")
 
 
 def test_interpolation_weights_are_one_uniform_draw_per_sample():

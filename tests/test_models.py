@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gan import models
+from gan import models, registry
 
 
 def test_generator_matches_the_original_table():
@@ -56,7 +56,7 @@ def _noise(n=4, dim=100, seed=0):
 
 
 @pytest.mark.parametrize("conditional", [False, True])
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", registry.NETWORKS)
 def test_every_model_maps_noise_to_images_and_images_to_one_output(name, conditional):
     g = models.make_generator(name, 100, conditional)
     d = models.make_discriminator(name, conditional)

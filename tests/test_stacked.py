@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import run_cli_cases
 from gan import config as config_lib
-from gan import models, stacked, train_lib
+from gan import models, registry, stacked, train_lib
 from gan import step as step_lib
 
 
@@ -52,7 +52,7 @@ def test_stream_is_a_function_of_seed_and_step_so_resume_sees_the_same_batches()
     assert sorted(full[:6, :, 2].ravel().tolist() + full[6, :2, 2].tolist()) == list(range(50))
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+@pytest.mark.parametrize("name", registry.NETWORKS)
 def test_models_take_channels_and_packs(name):
     g = models.make_generator(name, 16, channels=3)
     images = g(tf.random.normal([4, 16]))

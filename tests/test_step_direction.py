@@ -13,10 +13,11 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
+from gan import registry
 from gan import step as step_lib
 
 B, Z = 32, 100
-LOSSES = ("bce", "hinge", "wgan-gp")
+LOSSES = tuple(registry.LOSSES)
 GP_WEIGHT = 3.0  # not the default 10, so a step that ignored --gp_weight would show
 
 

@@ -1,0 +1,55 @@
+"""The networks (--model) and losses (--loss) by name: what flag validation reads, without
+importing TensorFlow, and where construction finds their code.
+
+Each entry names the object that implements it as "module:attribute", imported on first use
+(`network`, `loss`): a gan.models.Network (the layers of a generator and a discriminator) or
+a gan.losses.Loss (D's and G's losses and any penalty). To add one, write that object (in
+gan/models.py, gan/losses.py or a module of its own) and add its line here; the flag, its
+validation, checkpoints, sampling and export follow.
+"""
+
+import dataclasses
+import importlib
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    code: str  # "module:attribute" of the implementation
+    # Losses only: False for one defined per sample (a gradient penalty at interpolates of
+    # single images), which cannot judge PacGAN's packs of several samples (--pack).
+    packs: bool = True
+
+
+NETWORKS = {
+    "mlp": Entry("gan.models:MLP"),  # the original's: Dense 256 in G and in D
+    "mlp_large": Entry("gan.models:MLP_LARGE"),
+    "dcgan": Entry("gan.models:DCGAN"),
+}
+
+LOSSES = {
+    "bce": Entry("gan.losses:BCE"),  # the original's
+    "hinge": Entry("gan.losses:HINGE"),
+    "wgan-gp": Entry("gan.losses:WGAN_GP", packs=False),
+}
+
+
+def check(table, name, flag):
+    """The entry `name` of `table`; ValueError naming --`flag` and the names it accepts."""
+    if name not in table:
+        raise ValueError(f"--{flag} must be one of {', '.join(table)}, got '{name}'")
+    return table[name]
+
+
+def _load(entry):
+    module, attribute = entry.code.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def network(name):
+    """The gan.models.Network called `name` (ValueError naming --model if there is none)."""
+    return _load(check(NETWORKS, name, "model"))
+
+
+def loss(name):
+    """The gan.losses.Loss called `name` (ValueError naming --loss if there is none)."""
+    return _load(check(LOSSES, name, "loss"))
