@@ -220,19 +220,33 @@ def cluster_labels(images, num_clusters=10, seed=0, iterations=30):
 def _main(argv):
     from absl import flags
 
+    from gan import cli, files
+
     flags_ = flags.FLAGS
     if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if flags_.dataset == "stacked_mnist":  # before reading any file
+        cli.fail("--dataset=stacked_mnist has no IDX files of its own: it is built from MNIST "
+                 "when training; prepare --dataset=mnist")
     if not flags_.prepare_from:
-        raise SystemExit("error: --prepare_from=DIR is required (the folder of the IDX files)")
+        cli.fail("--prepare_from=DIR is required (the folder of the IDX files)")
+    if not os.path.isdir(flags_.prepare_from):
+        cli.fail(f"--prepare_from={flags_.prepare_from} is not a folder (give the folder that "
+                 "holds the four IDX files)")
+    data_dir = resolve_data_dir(flags_.data_dir)
+    problem = files.creatable_dir_problem(data_dir)
+    if problem:
+        cli.fail(f"--data_dir={data_dir} {problem}")
     try:
         from gan import idx
 
         path = idx.prepare_from_idx(flags_.prepare_from, flags_.data_dir, flags_.dataset)
+    except FileNotFoundError as e:
+        cli.fail(f"--prepare_from={flags_.prepare_from}: {e}")
     except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+        cli.fail(e)
     print(f"Prepared {flags_.dataset} in {path}. Train with: "
-          f"python -m gan.train --data_dir={resolve_data_dir(flags_.data_dir)}")
+          f"python -m gan.train --data_dir={data_dir}")
 
 
 def run():
