@@ -14,6 +14,11 @@ import tempfile
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+
+def umask():
+    """The process's umask (as read at import)."""
+    return _UMASK
+
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How TensorFlow's errors say it (it maps ENOSPC to ResourceExhaustedError, which also
 # stands for running out of memory: only these messages mean a full disk).
