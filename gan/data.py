@@ -83,6 +83,9 @@ def ensure_available(name, data_dir=None):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
     folder = resolve_data_dir(data_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
+                                   "$TFDS_DATA_DIR) is a file, not a folder")
     if not _tfds().builder(name, data_dir=folder).is_prepared() and not network_reachable():
         raise DataUnavailableError(missing_data_message(name, folder))
     return folder

@@ -160,17 +160,23 @@ def nearest_existing(path):
 
 
 def creatable_dir_problem(path):
-    """Why the folder `path` could not be created (or written, if it exists), or None. Makes
-    nothing: a refused command leaves no new folder behind."""
+    """Why the folder `path` could not be created (or written, if it exists), or None. Leaves
+    nothing behind (a refused command leaves no new folder): it tries to write a file into
+    the nearest existing folder and removes it, which also tells a read-only file system or
+    a folder only root could write, where permission bits (os.access) say yes to root."""
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         return "is a file, not a folder"
     existing = nearest_existing(path)
     if not os.path.isdir(existing):
         return f"cannot be created: {existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return ("is not writable" if existing == path
-                else f"cannot be created: {existing} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        reason = f"is not writable ({e.strerror or e})"
+        return reason if existing == path else f"cannot be created: {existing} {reason}"
     return None
 
 
@@ -195,5 +201,11 @@ def check_output_file(path, flag, suffixes):
     problem = creatable_dir_problem(os.path.dirname(os.path.abspath(path)))
     if problem:
         raise ValueError(f"--{flag}={path}: its folder {problem}")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ValueError(f"--{flag}={path} exists and is not writable")
+
+
+def check_data_dir(path, flag="data_dir"):
+    """Raises ValueError naming --`flag` if the data folder `path` (None: the default) is a
+    file: the "not prepared, copy it into ..." advice would then point into that file."""
+    if path and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--{flag}={path} is a file, not a TFDS data folder (give the folder "
+                         "that holds mnist/3.0.1/, or leave it out for $TFDS_DATA_DIR)")
