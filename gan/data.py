@@ -91,6 +91,20 @@ def ensure_available(name, data_dir=None):
     return folder
 
 
+def check_prepared(name, data_dir=None):
+    """Raises DataUnavailableError (as ensure_available would, later) if `name` is not
+    prepared in the data folder and cannot be downloaded; cheap where it is prepared (a
+    glob, no TFDS import), so a run can check before it writes anything."""
+    folder = resolve_data_dir(data_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
+                                   "$TFDS_DATA_DIR) is a file, not a folder")
+    if glob.glob(os.path.join(glob.escape(folder), name, "*", "dataset_info.json")):
+        return
+    if not network_reachable():
+        raise DataUnavailableError(missing_data_message(name, folder))
+
+
 def load_split(name="mnist", split="train", data_dir=None):
     """Loads a whole split into memory: (images uint8 [N, 28, 28], labels int32 [N]).
 
