@@ -61,14 +61,14 @@ def network_reachable(address=DOWNLOAD_HOST, timeout=3.0):
 
 
 def missing_data_message(name, data_dir):
+    """One line (a refusal's): what is missing and both ways to provide it."""
     return (
-        f"The '{name}' dataset is not prepared in {data_dir} and it cannot be downloaded "
-        "(no network).\nProvide it in one of two ways:\n"
-        f"  1. from the four IDX files (train-images-idx3-ubyte.gz, ...):\n"
-        f"       python -m gan.data --dataset={name} --prepare_from=DIR_WITH_IDX_FILES "
-        f"--data_dir={data_dir}\n"
-        f"  2. copy an already prepared TFDS folder '{name}/3.0.1/' into {data_dir}, or point "
-        "--data_dir / $TFDS_DATA_DIR at the folder that holds it."
+        f"--data_dir={data_dir}: the '{name}' dataset is not prepared there and it cannot be "
+        "downloaded (no network). Prepare it from its four IDX files (train-images-idx3-"
+        f"ubyte.gz, ...) with `python -m gan.data --dataset={name} "
+        f"--prepare_from=DIR_WITH_IDX_FILES --data_dir={data_dir}`, or copy an already "
+        f"prepared TFDS folder '{name}/3.0.1/' into {data_dir}, or point --data_dir or "
+        "$TFDS_DATA_DIR at the folder that holds it."
     )
 
 
