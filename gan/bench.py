@@ -123,7 +123,7 @@ def end_to_end(results):
           f"{seconds[0]:.1f} s the first time (compiling); {runs[0][1]} image files")
 
 
-def scaling(images, labels, results):
+def scaling(images, labels, results, batch_sizes):
     """--scaling: images/s per global batch on one device (XLA and not) and mirrored."""
     from gan import distribute
 
@@ -133,7 +133,7 @@ def scaling(images, labels, results):
     results["scaling"] = {}
     print(f"images/s at each global batch; mirrored over {replicas} devices")
     print("batch  1 device, XLA  1 device, no XLA  mirrored")
-    for batch in map(int, FLAGS.batch_sizes):
+    for batch in batch_sizes:
         row = [time_project_loop(images, labels, batch, FLAGS.batch_steps, xla=xla) * batch
                for xla in (True, False)]
         row.append(time_project_loop(images, labels, batch, FLAGS.batch_steps,
@@ -142,11 +142,36 @@ def scaling(images, labels, results):
         print(f"{batch:5d}  {row[0]:13.0f}  {row[1]:16.0f}  {row[2]:8.0f}")
 
 
-def main(argv):
-    del argv
+def check_flags():
+    """Refuses (exit 2) a bad flag before the minutes of measuring; returns --batch_sizes as
+    ints."""
+    from gan import files
+
+    if FLAGS.cpu_devices < 0:
+        cli.fail(f"--cpu_devices must be 0 (off) or positive, got {FLAGS.cpu_devices}")
     for name in ("steps", "original_steps", "batch_steps", "e2e_epochs", "e2e_runs"):
         if FLAGS[name].value <= 0:
             cli.fail(f"--{name} must be positive, got {FLAGS[name].value}")
+    try:
+        batch_sizes = [int(size) for size in FLAGS.batch_sizes]
+    except ValueError:
+        batch_sizes = []
+    if not batch_sizes or min(batch_sizes) <= 0:
+        cli.fail(f"--batch_sizes must be positive whole numbers separated by commas, got "
+                 f"'{','.join(FLAGS.batch_sizes)}'")
+    try:
+        files.check_data_dir(FLAGS.data_dir)
+        if FLAGS.json_out:
+            files.check_output_file(FLAGS.json_out, "json_out", (".json",))
+    except ValueError as e:
+        cli.fail(e)
+    return batch_sizes
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    batch_sizes = check_flags()
     from gan import distribute
 
     logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines would bury the table
@@ -157,12 +182,15 @@ def main(argv):
 
     from gan import data
 
-    images, labels = data.load_split("mnist", "train", FLAGS.data_dir)
+    try:
+        images, labels = data.load_split("mnist", "train", FLAGS.data_dir)
+    except data.DataUnavailableError as e:
+        cli.fail(e)
     results = {"machine": f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
                           f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"}
     print(f"machine: {results['machine']}")
     if FLAGS.scaling:
-        scaling(images, labels, results)
+        scaling(images, labels, results, batch_sizes)
         return finish(results)
 
     results["project_it_per_s"] = time_project_loop(images, labels, 32, FLAGS.steps)
@@ -177,7 +205,7 @@ def main(argv):
 
     results["images_per_s"] = {}
     print("batch  it/s    images/s")
-    for batch in map(int, FLAGS.batch_sizes):
+    for batch in batch_sizes:
         rate = time_project_loop(images, labels, batch, FLAGS.batch_steps)
         results["images_per_s"][batch] = rate * batch
         print(f"{batch:5d}  {rate:6.1f}  {rate * batch:9.0f}")
@@ -192,7 +220,10 @@ def finish(results):
     if FLAGS.json_out:
         from gan.files import atomic_write
 
-        atomic_write(FLAGS.json_out, lambda tmp: open(tmp, "w").write(line + "\n"))
+        try:
+            atomic_write(FLAGS.json_out, lambda tmp: open(tmp, "w").write(line + "\n"))
+        except OSError as e:  # checked before the run; e.g. its folder went away meanwhile
+            cli.fail(f"--json_out={FLAGS.json_out}: {e.strerror or e}", exit_code=1)
 
 
 def run():

@@ -227,6 +227,9 @@ def restore_generator(checkpoint_dir, attempts=5):
     Raises CheckpointError if the folder does not exist, holds no checkpoint, or none of its
     checkpoints can be restored.
     """
+    if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+        raise CheckpointError(f"{checkpoint_dir} is a file, not a checkpoint folder (give "
+                              "the folder gan.train's --checkpoint_dir wrote)")
     if not os.path.isdir(checkpoint_dir):
         raise CheckpointError(f"{checkpoint_dir} does not exist")
     candidates = list_checkpoints(checkpoint_dir)

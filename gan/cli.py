@@ -21,7 +21,31 @@ def run(main, module_name):
         for flag in flags.FLAGS.get_key_flags_for_module(module_name):
             flags.FLAGS.register_key_flag_for_module(main_name, flag)
         sys.modules["__main__"].__doc__ = module.__doc__
-    app.run(main)
+    app.run(_refusing_usage_errors(main), flags_parser=parse_flags)
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with its errors (a misspelt flag, a value of the wrong type, a
+    flagfile that cannot be read) ending as every other refusal does: one `error:` line and
+    exit 2. absl's own parser prints a "FATAL" line and the usage hint, then exits 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        # absl's messages may span lines and some start with its own "ERROR:: ": keep one line.
+        fail(" ".join(str(e).split()).removeprefix("ERROR:: "))
+
+
+def _refusing_usage_errors(main):
+    """main, with app.UsageError (e.g. stray positional arguments) refused like a bad flag:
+    absl would print the whole --help and exit 1."""
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except app.UsageError as e:
+            fail(e)
+
+    return wrapped
 
 
 def fail(message, exit_code=2):

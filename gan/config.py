@@ -207,7 +207,7 @@ class TrainConfig:
 
     def validate(self):
         """Raises ValueError naming the first bad field (by its flag name). Pure: it makes
-        no folder and imports nothing (see make_folders)."""
+        no folder and imports nothing (see check_folders)."""
         positive = ("epochs", "batch_size", "noise_dim", "save_every", "num_images",
                     "checkpoint_every", "keep_checkpoints", "steps_per_call", "d_steps")
         for name in positive:
@@ -273,9 +273,10 @@ class TrainConfig:
                              "unconditional generator: --conditional on the digits would "
                              "hand it the 1,000 modes; use it only with --clusters")
 
-    def make_folders(self):
-        """Creates the run's output folders; raises ValueError naming the flag of one that
-        cannot be created or written."""
+    def check_folders(self):
+        """Raises ValueError naming the flag of an output folder of the run that cannot be
+        created or written. Creates none: each is made when first written, so a run refused
+        before then leaves no new folder behind."""
         for name in ("image_dir", "checkpoint_dir"):
             check_writable_dir(getattr(self, name), name)
         if self.xla_cache_dir:  # asked for by name: it must work (the default is best effort)
@@ -320,10 +321,10 @@ class TrainConfig:
 
 
 def check_writable_dir(path, flag):
-    """Raises ValueError naming `flag` if `path` cannot be created or written."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--{flag}={path} cannot be created: {e.strerror}") from None
-    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"--{flag}={path} is not a writable folder")
+    """Raises ValueError naming `flag` if `path` cannot be created or written (creating
+    nothing)."""
+    from gan import files
+
+    problem = files.creatable_dir_problem(path)
+    if problem:
+        raise ValueError(f"--{flag}={path} {problem}")

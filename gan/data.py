@@ -61,14 +61,14 @@ def network_reachable(address=DOWNLOAD_HOST, timeout=3.0):
 
 
 def missing_data_message(name, data_dir):
+    """One line (a refusal's): what is missing and both ways to provide it."""
     return (
-        f"The '{name}' dataset is not prepared in {data_dir} and it cannot be downloaded "
-        "(no network).\nProvide it in one of two ways:\n"
-        f"  1. from the four IDX files (train-images-idx3-ubyte.gz, ...):\n"
-        f"       python -m gan.data --dataset={name} --prepare_from=DIR_WITH_IDX_FILES "
-        f"--data_dir={data_dir}\n"
-        f"  2. copy an already prepared TFDS folder '{name}/3.0.1/' into {data_dir}, or point "
-        "--data_dir / $TFDS_DATA_DIR at the folder that holds it."
+        f"--data_dir={data_dir}: the '{name}' dataset is not prepared there and it cannot be "
+        "downloaded (no network). Prepare it from its four IDX files (train-images-idx3-"
+        f"ubyte.gz, ...) with `python -m gan.data --dataset={name} "
+        f"--prepare_from=DIR_WITH_IDX_FILES --data_dir={data_dir}`, or copy an already "
+        f"prepared TFDS folder '{name}/3.0.1/' into {data_dir}, or point --data_dir or "
+        "$TFDS_DATA_DIR at the folder that holds it."
     )
 
 
@@ -83,9 +83,26 @@ def ensure_available(name, data_dir=None):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
     folder = resolve_data_dir(data_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
+                                   "$TFDS_DATA_DIR) is a file, not a folder")
     if not _tfds().builder(name, data_dir=folder).is_prepared() and not network_reachable():
         raise DataUnavailableError(missing_data_message(name, folder))
     return folder
+
+
+def check_prepared(name, data_dir=None):
+    """Raises DataUnavailableError (as ensure_available would, later) if `name` is not
+    prepared in the data folder and cannot be downloaded; cheap where it is prepared (a
+    glob, no TFDS import), so a run can check before it writes anything."""
+    folder = resolve_data_dir(data_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
+                                   "$TFDS_DATA_DIR) is a file, not a folder")
+    if glob.glob(os.path.join(glob.escape(folder), name, "*", "dataset_info.json")):
+        return
+    if not network_reachable():
+        raise DataUnavailableError(missing_data_message(name, folder))
 
 
 def load_split(name="mnist", split="train", data_dir=None):
@@ -220,19 +237,33 @@ def cluster_labels(images, num_clusters=10, seed=0, iterations=30):
 def _main(argv):
     from absl import flags
 
+    from gan import cli, files
+
     flags_ = flags.FLAGS
     if len(argv) > 1:
-        raise SystemExit(f"error: unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if flags_.dataset == "stacked_mnist":  # before reading any file
+        cli.fail("--dataset=stacked_mnist has no IDX files of its own: it is built from MNIST "
+                 "when training; prepare --dataset=mnist")
     if not flags_.prepare_from:
-        raise SystemExit("error: --prepare_from=DIR is required (the folder of the IDX files)")
+        cli.fail("--prepare_from=DIR is required (the folder of the IDX files)")
+    if not os.path.isdir(flags_.prepare_from):
+        cli.fail(f"--prepare_from={flags_.prepare_from} is not a folder (give the folder that "
+                 "holds the four IDX files)")
+    data_dir = resolve_data_dir(flags_.data_dir)
+    problem = files.creatable_dir_problem(data_dir)
+    if problem:
+        cli.fail(f"--data_dir={data_dir} {problem}")
     try:
         from gan import idx
 
         path = idx.prepare_from_idx(flags_.prepare_from, flags_.data_dir, flags_.dataset)
+    except FileNotFoundError as e:
+        cli.fail(f"--prepare_from={flags_.prepare_from}: {e}")
     except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+        cli.fail(e)
     print(f"Prepared {flags_.dataset} in {path}. Train with: "
-          f"python -m gan.train --data_dir={resolve_data_dir(flags_.data_dir)}")
+          f"python -m gan.train --data_dir={data_dir}")
 
 
 def run():

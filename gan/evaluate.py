@@ -45,19 +45,24 @@ flags.DEFINE_string("data_dir", None,
 
 
 def check_json_out(path):
-    """Fails before any work if --json_out cannot be written."""
+    """Fails before any work if --json_out cannot be written (creating nothing)."""
     if path is None:
         return
-    if os.path.isdir(path):
-        raise ValueError(f"--json_out={path} is a folder; give a file name")
-    from gan import config
+    from gan import files
 
-    config.check_writable_dir(os.path.dirname(os.path.abspath(path)), "json_out")
+    files.check_output_file(path, "json_out", (".json",))
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:  # before TensorFlow's import: these refusals are immediate
+        check_json_out(FLAGS.json_out)
+        from gan import files
+
+        files.check_data_dir(FLAGS.data_dir)
+    except ValueError as e:
+        cli.fail(e)
     from gan import checkpoints, data, eval_lib, inference, stacked  # after flag parsing
 
     logging.set_verbosity(logging.WARNING)
@@ -65,7 +70,6 @@ def main(argv):
         if FLAGS.num_samples is not None and FLAGS.num_samples < eval_lib.MIN_IMAGES:
             raise ValueError(f"--num_samples must be at least {eval_lib.MIN_IMAGES}, "
                              f"got {FLAGS.num_samples}")
-        check_json_out(FLAGS.json_out)
         if not FLAGS.truncation >= 0:
             raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
         dataset = eval_lib.resolve_dataset(FLAGS.dataset)  # an unknown one fails here
@@ -141,7 +145,10 @@ def write_json(line):
             with open(tmp, "w") as f:
                 f.write(line + "\n")
 
-        files.atomic_write(FLAGS.json_out, write)
+        try:
+            files.atomic_write(FLAGS.json_out, write)
+        except OSError as e:  # checked before the work; e.g. its folder went away meanwhile
+            cli.fail(f"--json_out={FLAGS.json_out}: {e.strerror or e}", exit_code=1)
         print(f"Wrote {FLAGS.json_out}")
 
 

@@ -28,6 +28,7 @@ int32 variables and the checkpoint's architecture JSON as a string variable:
   m.sample(num=16, seed=0)["images"]   # the digits of `python -m gan.sample --seed=0`
 """
 
+import os
 
 from absl import app, flags
 
@@ -40,8 +41,40 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints",
                     "its newest checkpoint is exported.")
 flags.DEFINE_string("out", None, "Folder to write the SavedModel to (required).")
 flags.DEFINE_bool("overwrite", False,
-                  "Replace an existing non-empty --out folder (only once the new export "
-                  "has been written).")
+                  "Replace an earlier export in --out (only once the new export has been "
+                  "written). Only a folder holding a SavedModel and nothing else is "
+                  "replaced: never a checkpoint, data or other folder.")
+
+# What a SavedModel folder holds (tf.saved_model.save); --overwrite replaces only such a one.
+EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb"}
+
+
+def check_out(out, checkpoint_dir, overwrite):
+    """Raises ValueError naming --out unless exporting there can neither fail on the path
+    nor destroy anything: not a file, not the checkpoint folder nor a folder holding it, not
+    inside the package, its folder creatable, and if it is a non-empty folder, an earlier
+    export that --overwrite is given to replace. Creates nothing."""
+    from gan import files
+
+    where = f"--out={out}"
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{where} is a file; give a folder to write the SavedModel to")
+    if files.inside(checkpoint_dir, out):
+        raise ValueError(f"{where} is or holds --checkpoint_dir={checkpoint_dir}: exporting "
+                         "there would replace the run's checkpoints; choose another folder")
+    if files.inside(out, files.PACKAGE_DIR) or files.inside(files.PACKAGE_DIR, out):
+        raise ValueError(f"{where} is or holds the gan package's own folder; choose another")
+    problem = files.creatable_dir_problem(os.path.dirname(os.path.abspath(out)))
+    if problem:
+        raise ValueError(f"{where}: its folder {problem}")
+    entries = set(os.listdir(out)) if os.path.isdir(out) else set()
+    if entries and not (entries <= EXPORT_ENTRIES and "saved_model.pb" in entries):
+        raise ValueError(f"{where} is a non-empty folder that is not an earlier export "
+                         "(a SavedModel alone); it is never replaced, even with --overwrite: "
+                         "choose another folder")
+    if entries and not overwrite:
+        raise ValueError(f"{where} already holds an export; choose another folder or pass "
+                         "--overwrite")
 
 
 def main(argv):
@@ -49,6 +82,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out:
         cli.fail("--out=DIR is required (the folder to write the SavedModel to)")
+    try:
+        check_out(FLAGS.out, FLAGS.checkpoint_dir, FLAGS.overwrite)
+    except ValueError as e:
+        cli.fail(e)
     from gan import checkpoints, inference  # after flag parsing: --help stays fast
 
     try:

@@ -14,6 +14,11 @@ import tempfile
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+
+def umask():
+    """The process's umask (as read at import)."""
+    return _UMASK
+
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # How TensorFlow's errors say it (it maps ENOSPC to ResourceExhaustedError, which also
 # stands for running out of memory: only these messages mean a full disk).
@@ -139,3 +144,68 @@ def write_cached_arrays(path, **arrays):
         atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
     except OSError:
         pass
+
+
+# --- checks of output paths, made before any work and creating nothing ------------------
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def nearest_existing(path):
+    """`path` made absolute, or its nearest parent that exists."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def creatable_dir_problem(path):
+    """Why the folder `path` could not be created (or written, if it exists), or None. Leaves
+    nothing behind (a refused command leaves no new folder): it tries to write a file into
+    the nearest existing folder and removes it, which also tells a read-only file system or
+    a folder only root could write, where permission bits (os.access) say yes to root."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return "is a file, not a folder"
+    existing = nearest_existing(path)
+    if not os.path.isdir(existing):
+        return f"cannot be created: {existing} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        reason = f"is not writable ({e.strerror or e})"
+        return reason if existing == path else f"cannot be created: {existing} {reason}"
+    return None
+
+
+def inside(path, folder):
+    """True if `path` is `folder` or lies under it (links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_output_file(path, flag, suffixes):
+    """Raises ValueError naming --`flag` unless `path` can take a new file: not a folder, one
+    of the `suffixes` (e.g. (".png",)), its folder creatable, and not among the package's
+    own files (in an editable install those are the repository's)."""
+    if os.path.isdir(path):
+        raise ValueError(f"--{flag}={path} is a folder; give a file name ending in "
+                         f"{' or '.join(suffixes)}")
+    if not path.lower().endswith(tuple(suffixes)):
+        raise ValueError(f"--{flag}={path}: the file name must end in {' or '.join(suffixes)}")
+    if inside(path, PACKAGE_DIR):
+        raise ValueError(f"--{flag}={path} is inside the gan package's own folder; "
+                         "write it elsewhere")
+    problem = creatable_dir_problem(os.path.dirname(os.path.abspath(path)))
+    if problem:
+        raise ValueError(f"--{flag}={path}: its folder {problem}")
+
+
+def check_data_dir(path, flag="data_dir"):
+    """Raises ValueError naming --`flag` if the data folder `path` (None: the default) is a
+    file: the "not prepared, copy it into ..." advice would then point into that file."""
+    if path and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--{flag}={path} is a file, not a TFDS data folder (give the folder "
+                         "that holds mnist/3.0.1/, or leave it out for $TFDS_DATA_DIR)")

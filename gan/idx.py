@@ -6,20 +6,33 @@ import os
 import shutil
 import struct
 import tempfile
+import zlib
 
 import numpy as np
 
-from gan.data import DATASETS, IDX_FILES, SPLIT_SIZES, _tfds, resolve_data_dir
+from gan.data import IDX_FILES, SPLIT_SIZES, _tfds, resolve_data_dir
+
+IDX_DATASETS = ("mnist", "fashion_mnist")  # those with IDX files (stacked_mnist is made of MNIST)
 
 
 def read_idx(path):
-    """Reads an IDX file (gzip'd or not) into a uint8 array; raises ValueError if malformed."""
+    """Reads an IDX file (gzip'd or not) into a uint8 array; raises ValueError naming the file
+    and what is wrong with it if it is unreadable, cut short or malformed."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except EOFError:  # gzip: the compressed stream ends before its end marker
+        raise ValueError(f"{path} is truncated: its gzip stream ends early") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a valid gzip file ({e})") from None
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read: {e.strerror or e}") from None
+    if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: it ends inside its {ndim}-dimension header")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
@@ -36,17 +49,42 @@ def find_idx_file(folder, stem):
 
 
 def read_idx_split(folder, split):
-    """(images [N, 28, 28], labels [N]) of one split from the IDX files in `folder`."""
+    """(images [N, 28, 28], labels [N]) of one split from the IDX files in `folder`; raises
+    ValueError naming the file whose shape, count or labels are not those of the split."""
     image_stem, label_stem = IDX_FILES[split]
-    images = read_idx(find_idx_file(folder, image_stem))
-    labels = read_idx(find_idx_file(folder, label_stem))
+    image_path, label_path = find_idx_file(folder, image_stem), find_idx_file(folder, label_stem)
+    images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{image_stem}: expected N x 28 x 28 images, got {images.shape}")
-    if labels.shape != (images.shape[0],):
-        raise ValueError(f"{split}: {images.shape[0]} images but labels of shape {labels.shape}")
+        raise ValueError(f"{image_path}: expected N x 28 x 28 images, got {images.shape}")
+    if labels.ndim != 1:
+        raise ValueError(f"{label_path}: expected a list of labels, got shape {labels.shape}")
     if images.shape[0] != SPLIT_SIZES[split]:
-        raise ValueError(f"{split}: expected {SPLIT_SIZES[split]} images, got {images.shape[0]}")
+        raise ValueError(f"{image_path}: expected the {SPLIT_SIZES[split]} images of the "
+                         f"{split} split, got {images.shape[0]}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"{label_path}: expected {images.shape[0]} labels (one per image), "
+                         f"got {labels.shape[0]}")
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"{label_path}: labels must be classes 0-9, found {labels.max()}")
     return images, labels
+
+
+# Mean pixel (0-255) of the training images: MNIST's thin strokes on black average 33,
+# Fashion-MNIST's filled-in clothes 73. Halfway tells the two sets of files apart, so that
+# one is not prepared under the other's name (their files have the same names and shapes).
+MEAN_PIXEL_SPLIT = 53
+
+
+def check_matches_dataset(images, name, path):
+    """Raises ValueError if the training images at `path` look like the other dataset's."""
+    mean = float(images.mean()) if images.size else 0.0
+    looks_like = "mnist" if mean < MEAN_PIXEL_SPLIT else "fashion_mnist"
+    if looks_like != name:
+        what = {"mnist": "MNIST's digits (about 33)",
+                "fashion_mnist": "Fashion-MNIST's clothes (about 73)"}
+        raise ValueError(f"{path} does not hold {name}: its images' mean pixel is {mean:.0f}, "
+                         f"as {what[looks_like]}; pass --dataset={looks_like} or the {name} "
+                         "files")
 
 
 def prepare_from_idx(idx_dir, data_dir, name="mnist"):
@@ -56,11 +94,17 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
     exactly like a downloaded copy), with its download step replaced by the local files.
     Returns the prepared dataset's folder.
     """
-    tfds = _tfds()
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    if name not in IDX_DATASETS:
+        raise ValueError(f"--dataset={name}: IDX files prepare "
+                         f"{' or '.join(IDX_DATASETS)}"
+                         + (" (stacked_mnist is built from MNIST when training: prepare "
+                            "--dataset=mnist)" if name == "stacked_mnist" else ""))
     for split in IDX_FILES:  # validate everything before writing anything
-        read_idx_split(idx_dir, split)
+        images, _ = read_idx_split(idx_dir, split)
+        if split == "train":
+            check_matches_dataset(images, name, find_idx_file(idx_dir, IDX_FILES[split][0]))
+        del images
+    tfds = _tfds()  # after the checks: a bad file is refused without TFDS's import
     base = {"mnist": tfds.image_classification.MNIST,
             "fashion_mnist": tfds.image_classification.FashionMNIST}[name]
     with tempfile.TemporaryDirectory() as raw:

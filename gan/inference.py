@@ -12,6 +12,8 @@ import tempfile
 
 import tensorflow as tf
 
+from gan import files
+
 
 def sample_noise(num, noise_dim, seed, truncation=0.0):
     """Noise [num, noise_dim] from N(0, 1), a pure function of its arguments (a stateless
@@ -179,6 +181,9 @@ def export_saved_model(generator, architecture, out_dir, overwrite=False):
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
+    # mkdtemp's folder is private (0700); the export is for others (a serving process) to
+    # read, so it gets the permissions a plain mkdir gives (usually 0755).
+    os.chmod(tmp, 0o777 & ~files.umask())
     try:
         module = GeneratorModule(generator, architecture)
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.generate,

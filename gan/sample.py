@@ -4,7 +4,8 @@
 
 writes a grid of --num generated digits (10 x 10 here; 28x28 pixels each, 2 pixels apart)
 from the newest checkpoint in --checkpoint_dir. With --npy it writes the raw float32 array
-[num, 28, 28] in [0, 1] instead (--out=samples.npy). The same --seed gives the same digits.
+[num, 28, 28] in [0, 1] instead ([num, 28, 28, 3] for a Stacked MNIST generator;
+--out=samples.npy). The same --seed gives the same digits.
 """
 
 import os
@@ -23,8 +24,9 @@ flags.DEFINE_string("out", None,
                     "File to write: a PNG grid (default samples.png), or with --npy a .npy "
                     "array (default samples.npy).")
 flags.DEFINE_bool("npy", False,
-                  "Write the raw images as a NumPy .npy file (float32 [num, 28, 28], values "
-                  "in [0, 1]) instead of a PNG grid.")
+                  "Write the raw images as a NumPy .npy file (float32 [num, 28, 28], or "
+                  "[num, 28, 28, 3] for a Stacked MNIST generator; values in [0, 1]) instead "
+                  "of a PNG grid.")
 flags.DEFINE_integer("cols", None, "Digits per row of the grid (default: a square-ish grid).")
 flags.DEFINE_integer("digit", None,
                      "Class to draw (0-9); only for class-conditional models. An "
@@ -51,6 +53,9 @@ def check_flags():
         raise ValueError(
             f"--out={out}: " + ("--npy writes a NumPy array; name it .npy" if FLAGS.npy else
                                 "a PNG grid is written; name it .png (or pass --npy for .npy)"))
+    from gan import files
+
+    files.check_output_file(out, "out", (wanted,))
     return out
 
 

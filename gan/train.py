@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
-from gan import cli
+from gan import cli, files
 from gan import config as config_lib
 
 FLAGS = flags.FLAGS
@@ -59,6 +59,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
+    try:  # bad flags and output folders refused before TensorFlow's import (seconds)
+        config.validate()
+        config.check_folders()
+        files.check_data_dir(config.data_dir)
+    except ValueError as e:
+        cli.fail(e)
     from gan import runlock
 
     with contextlib.ExitStack() as stack:

@@ -12,6 +12,8 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import os
+import shutil
 import time
 
 import numpy as np
@@ -44,17 +46,38 @@ def train(config, log=print):
     images, logs and checkpoints into a temporary folder that is deleted at the end.
     """
     config.validate()
-    config.make_folders()
+    config.check_folders()
     compilation.configure(config, log=log)  # no-op if the entry point did it
     if config.cpu_devices:
         distribute.configure_cpu_devices(config.cpu_devices)
     strategy = distribute.make_strategy(config.strategy)
     distribute.check_global_batch(config, distribute.num_replicas(strategy))
     chief = distribute.is_chief(strategy)
-    # One writer per run folder: the chief holds its lock while it trains (gan.runlock).
-    lock = runlock.hold(config.checkpoint_dir, log) if chief else contextlib.nullcontext()
-    with lock, distribute.writing_folders(config, chief) as (config, save_to):
-        return _train(config, strategy, save_to, log)
+    # The lock needs the folder; a run refused before it trains removes a folder it made.
+    made = not os.path.isdir(config.checkpoint_dir)
+    os.makedirs(config.checkpoint_dir, exist_ok=True)
+    try:
+        # One writer per run folder: the chief holds its lock while it trains (gan.runlock).
+        lock = runlock.hold(config.checkpoint_dir, log) if chief else contextlib.nullcontext()
+        with lock, distribute.writing_folders(config, chief) as (config, save_to):
+            return _train(config, strategy, save_to, log)
+    except (ValueError, data.DataUnavailableError, checkpoints.CheckpointError,
+            compilation.CacheError):  # refusals, all raised before the first training step
+        if made:
+            remove_unused_folder(config.checkpoint_dir)
+        raise
+
+
+def remove_unused_folder(folder):
+    """Removes `folder`, made by a run that was refused, if it holds nothing but the lock
+    and logs without a training record: a refused command leaves nothing behind, and no
+    checkpoint or metric of a run that trained is ever lost."""
+    history = os.path.join(folder, "logs", monitor.HISTORY_FILE)
+    if checkpoints.list_checkpoints(folder) or (os.path.exists(history)
+                                                and monitor.read_history(history)):
+        return
+    if not set(os.listdir(folder)) - {runlock.LOCK_FILE, "logs"}:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train(config, strategy, save_to, log):
@@ -73,6 +96,9 @@ def _train(config, strategy, save_to, log):
     if start >= config.epochs:
         log(f"Already trained {start} of {config.epochs} epochs; nothing to do.")
         return state
+    # Before the logs and the compile: a run without its data stops here, having written
+    # nothing (a glob of the data folder; the data are loaded after the compile).
+    data.check_prepared(data_source(config), config.data_dir)
     log(f"{'Resuming from' if start else 'Starting at'} step {start}; "
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
     if config.xla and strategy is not None:
@@ -145,7 +171,7 @@ def load_training_data(config, state):
     """(images uint8/float [N, 28, 28], labels int [N]) of the training split. With
     --clusters the labels are k-means cluster ids (the digits are never used), and the
     clusters' shares go into state.cluster_prior, which sampling draws from."""
-    source = "mnist" if config.dataset == "stacked_mnist" else config.dataset  # stacked on the fly
+    source = data_source(config)
     train_images, train_labels = data.load_split(source, "train", config.data_dir)
     if config.clusters:
         train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
@@ -154,6 +180,11 @@ def load_training_data(config, state):
             prior = stacked.cluster_prior(prior)
         state.cluster_prior.assign(prior)
     return train_images, train_labels
+
+
+def data_source(config):
+    """The dataset the run's images are read from: stacked_mnist is made of MNIST on the fly."""
+    return "mnist" if config.dataset == "stacked_mnist" else config.dataset
 
 
 def asked_labels(config, state, num):

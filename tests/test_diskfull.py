@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -223,14 +224,15 @@ def test_a_full_disk_stops_the_run_and_the_rerun_resumes(
 
 # Run inside a private mount namespace: a tmpfs of 8 MB holds one checkpoint of the default
 # model (5.2 MB) but not two. Train until the disk is full, list what is left, make the
-# file system larger ("free space"), rerun the same command.
+# file system larger ("free space"), rerun the same command. $PYTHON is this test's own
+# interpreter: a bare `python` from PATH may be another one, without this package's deps.
 TINY_FS_SCRIPT = """
 set -u
 mount -t tmpfs -o size=8m tmpfs "$RUN"
-python -m gan.train $ARGS > "$OUT/first.log" 2>&1; echo $? > "$OUT/first.rc"
+"$PYTHON" -m gan.train $ARGS > "$OUT/first.log" 2>&1; echo $? > "$OUT/first.rc"
 (cd "$RUN" && find . | sort) > "$OUT/files.txt"
 mount -o remount,size=64m "$RUN"
-python -m gan.train $ARGS > "$OUT/second.log" 2>&1; echo $? > "$OUT/second.rc"
+"$PYTHON" -m gan.train $ARGS > "$OUT/second.log" 2>&1; echo $? > "$OUT/second.rc"
 (cd "$RUN" && find . | sort) > "$OUT/files_after.txt"
 """
 
@@ -253,7 +255,8 @@ def test_a_real_full_file_system(tmp_path, data_dir):
     out.mkdir()
     args = (f"--epochs=300 --checkpoint_every=100 --save_every=100 --noxla "
             f"--data_dir={data_dir} --checkpoint_dir={run}/ckpt --image_dir={run}/img")
-    env = dict(os.environ, RUN=str(run), OUT=str(out), ARGS=args, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, RUN=str(run), OUT=str(out), ARGS=args, PYTHON=sys.executable,
+               TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run(["unshare", "-rm", "sh", "-c", TINY_FS_SCRIPT], cwd=REPO, env=env,
                    check=True, timeout=600)
     first = (out / "first.log").read_text()
