@@ -7,15 +7,27 @@ under absl's app.run): `python -m gan.train` calls `configure` before importing 
 changes what is computed: a cached program is the very program XLA would compile.
 """
 
+import contextlib
 import glob
 import hashlib
 import importlib.util
 import os
 import platform
+import sys
 import tempfile
+import threading
 
 CPU_FLAG = "--xla_cpu_multi_thread_eigen=false"
 _CACHE_FLAG = "tf_xla_persistent_cache_directory"
+
+# Lines TensorFlow's C++ logging writes to fd 2 when it loads a cached program, although the
+# load succeeds (docs/speed.md); quiet_cache_messages drops the lines that contain one of these.
+# The AOT loader's complaint is dropped only for LLVM's "prefer-no-*" tuning hints, which are
+# not instructions: a missing instruction set would still be shown.
+HARMLESS_CACHE_MESSAGES = (
+    b"] Error parsing text-format tensorflow.XlaSerializedCacheEntry: ",
+    b"] Loading XLA:CPU AOT result. Target machine feature +prefer-no-",
+)
 
 _active_cache = None  # (folder, prefix) that enable_cache pointed TensorFlow at, if any
 _configured = False
@@ -126,3 +138,74 @@ def clear_cache():
     for path in entries:
         os.remove(path)
     return len(entries)
+
+
+@contextlib.contextmanager
+def quiet_cache_messages(patterns=HARMLESS_CACHE_MESSAGES):
+    """Within the block, drops the lines written to file descriptor 2 that contain one of
+    `patterns` (bytes) and forwards every other line to the real fd 2, unchanged and in
+    order. TensorFlow's C++ logging writes straight to fd 2 (not sys.stderr) and ignores
+    TF_CPP_MIN_LOG_LEVEL for these "E" lines, so only the descriptor itself can filter them.
+
+    fd 2 is process-wide: whatever any thread writes to it meanwhile goes through the filter
+    too (and is kept unless it matches). On exit, also by an exception, fd 2 is restored and
+    the pipe drained, a last line without a newline included. Without an open fd 2 the block
+    runs unfiltered."""
+    _flush_stderr()  # what Python buffered before the block goes out first, unfiltered
+    try:
+        real = os.dup(2)
+    except OSError:
+        yield
+        return
+    read_end, write_end = os.pipe()
+    try:  # room for 1 MiB of messages, so a writer rarely waits for the reader (Linux only)
+        import fcntl
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+    def kept(line):
+        return not any(pattern in line for pattern in patterns)
+
+    def forward():
+        pending, out = b"", real
+        while chunk := os.read(read_end, 1 << 16):  # b"" at EOF: every write end is closed
+            *lines, pending = (pending + chunk).split(b"\n")  # pending: a line not yet ended
+            out = _write_all(out, b"".join(line + b"\n" for line in lines if kept(line)))
+        if pending and kept(pending):
+            _write_all(out, pending)
+        os.close(read_end)
+        os.close(real)
+
+    # A daemon, and joined for at most 10 s: should a child process started in the block still
+    # hold the pipe at exit, the reader goes on forwarding its lines after the block, without
+    # making the block or Python's exit wait for that child.
+    reader = threading.Thread(target=forward, name="quiet_cache_messages", daemon=True)
+    reader.start()
+    os.dup2(write_end, 2)
+    try:
+        yield
+    finally:
+        _flush_stderr()  # Python's writes of the block go through the filter too
+        os.dup2(real, 2)
+        os.close(write_end)  # the pipe's last write end, unless a child holds one: EOF
+        reader.join(timeout=10)
+
+
+def _flush_stderr():
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # no sys.stderr, or a closed one
+        pass
+
+
+def _write_all(fd, data):
+    """Writes all of `data` to `fd` (os.write may write part of it); returns fd, or None once
+    fd cannot be written (e.g. a closed terminal), after which data is dropped: the reader
+    must keep emptying the pipe, or the writers to fd 2 would block."""
+    while data and fd is not None:
+        try:
+            data = data[os.write(fd, data):]
+        except OSError:
+            return None
+    return fd

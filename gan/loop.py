@@ -97,6 +97,13 @@ def compile_loop(state, config, strategy=None, log=print):
     machine's entries are removed and the loop compiled afresh, once; if that fails too,
     raises compilation.CacheError. The state does not change either way.
     """
+    # Loading a cached program makes TensorFlow log "E" lines although it succeeds; they are
+    # dropped here, where the load happens, and every other line of fd 2 is kept.
+    with compilation.quiet_cache_messages():
+        return _compile_loop(state, config, strategy, log)
+
+
+def _compile_loop(state, config, strategy, log):
     cache = compilation.active_cache()
     try:
         multi_step = make_multi_step(state, config.xla, strategy)

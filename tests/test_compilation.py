@@ -1,12 +1,14 @@
 """gan.compilation: XLA's CPU flag and its persistent compilation cache."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from gan import compilation
-from conftest import checkpoint_tensors, run_cli
+from conftest import REPO, checkpoint_tensors, run_cli
 
 
 @pytest.fixture
@@ -88,6 +90,64 @@ def test_clear_cache_removes_only_the_entries_of_the_cache_in_use(tmp_path, fres
                                             "notes.txt"]
 
 
+# Writes to fd 2 at the C level (os.write, as TensorFlow's C++ logging does) inside
+# quiet_cache_messages, also from a second thread and when the block raises, and through a
+# buffered sys.stderr; stdout gets whether fd 2 is the same file after, and how many threads
+# run at the end (the reader gone).
+_FD2_WRITER = r"""
+import os, sys, threading
+from gan import compilation
+def write(text):
+    os.write(2, text.encode())
+harmless = [line.decode() for line in (
+    b"E0000 00:00:1.0   29414 text_format.cc:378] Error parsing text-format "
+    b"tensorflow.XlaSerializedCacheEntry: 2:1: Expected identifier, got: 7\n",
+    b"E0000 00:00:1.1   29414 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. Target machine "
+    b"feature +prefer-no-scatter is not  supported on the host machine. [+avx] vs [avx]\n")]
+identity = lambda: tuple(os.fstat(2)[1:3])
+before = identity()
+sys.stderr = open(2, "w", closefd=False)  # a buffered one: what it holds must go out in order
+sys.stderr.write("before\n")
+with compilation.quiet_cache_messages():
+    write(harmless[0])
+    write("E0000 real.cc:1] a real error\n" + harmless[1] + "kept after two dropped\n")
+    write("a line in ")
+    write("two writes\n")
+    write("E0000 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. Target machine feature "
+          "+avx512f is not supported on the host machine.\n")  # an instruction set: kept
+    thread = threading.Thread(target=lambda: [write(f"{i}\n" + harmless[i % 2])
+                                              for i in range(20000)])
+    thread.start(); thread.join()
+    write("no newline")
+    sys.stderr.write(" at the end")  # Python's buffer: flushed into the filter on exit
+write("|after\n")
+try:
+    with compilation.quiet_cache_messages():
+        write(harmless[1] + "raised")
+        raise KeyError
+except KeyError:
+    write("|caught\n")
+print(before == identity(), threading.active_count())
+"""
+
+
+def test_quiet_cache_messages_drops_only_the_harmless_lines_of_fd_2():
+    """Lines written to fd 2 in the block: those of the cache's known messages are dropped,
+    every other one comes out whole and in order (20,000 lines, more than a pipe holds, from
+    another thread; a line in two writes; an unended last line, also when the block raises);
+    fd 2 is restored and the reader thread gone."""
+    result = subprocess.run([sys.executable, "-c", _FD2_WRITER], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = ("before\nE0000 real.cc:1] a real error\nkept after two dropped\n"
+                "a line in two writes\nE0000 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. "
+                "Target machine feature +avx512f is not supported on the host machine.\n"
+                + "".join(f"{i}\n" for i in range(20000))
+                + "no newline at the end|after\nraised|caught\n")
+    assert result.stderr == expected
+    assert result.stdout == "True 1\n"
+
+
 def _entries(folder):
     return {name: os.stat(os.path.join(folder, name)).st_mtime_ns
             for name in os.listdir(folder)}
@@ -96,10 +156,11 @@ def _entries(folder):
 @pytest.mark.slow
 def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, data_dir):
     """Three fresh 3-epoch runs sharing one cache folder: the first compiles and stores one
-    entry; the second loads it (no new or rewritten entry) and ends with bit-identical
-    weights; the third finds the entry cut short, clears it, compiles afresh and still
-    ends with the same weights. The first run reads MNIST through tf.data (its own cache of
-    decoded arrays is empty), the others from that cache: the key must not depend on it."""
+    entry; the second loads it (no new or rewritten entry), ends with bit-identical weights
+    and prints none of TensorFlow's harmless messages on loading it; the third finds the
+    entry cut short, clears it, compiles afresh and still ends with the same weights. The
+    first run reads MNIST through tf.data (its own cache of decoded arrays is empty), the
+    others from that cache: the key must not depend on it."""
     cache = tmp_path / "cache"
     # GAN_CACHE_DIR empty: the first run decodes. TF_XLA_FLAGS empty: an in-process XLA test
     # of this worker may have pointed it at the session's cache, and a command that inherits
@@ -121,8 +182,11 @@ def test_a_rerun_loads_the_cached_loop_and_trains_the_same_weights(tmp_path, dat
     (entry,) = entries
     assert entry.startswith("gan-") and entry.endswith("__XLA_CPU_JIT.pb")
 
-    _, second = train("b")
+    result, second = train("b")
     assert _entries(cache) == entries
+    # TensorFlow's harmless messages on loading the entry are filtered out of fd 2.
+    assert "Error parsing text-format" not in result.stderr, result.stderr[-3000:]
+    assert "Target machine feature +prefer-no-" not in result.stderr, result.stderr[-3000:]
     assert first.keys() == second.keys() and len(first) > 20
     for name in first:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
