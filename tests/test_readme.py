@@ -176,4 +176,4 @@ def test_the_korean_quick_start_uses_the_readmes_commands():
 
 def test_the_readme_stays_short():
     lines = read(README).count("\n")
-    assert lines <= 220, f"README.md has {lines} lines; move details into docs/"
+    assert lines <= 230, f"README.md has {lines} lines; move details into docs/"
