@@ -3,7 +3,6 @@ samples, on the mock data) killed with -9 mid-cell and resumed, a second study r
 it runs, its tables checked against the cells' own evaluator figures, a cell checked bit for
 bit against the same gan.train command, and --cell plus --collect with missing cells."""
 
-import glob
 import json
 import os
 import shlex
@@ -59,10 +58,12 @@ def cell_dir(out, recipe, seed):
 
 
 def wait_for_checkpoint(folder, process, timeout=300):
-    """Waits until `folder` holds a checkpoint (ckpt-<step>.index; the newest 3 are kept, so
-    no one step can be waited for); fails if `process` exits first."""
+    """Waits until `folder` holds a complete checkpoint: TensorFlow writes the `checkpoint`
+    state file after a checkpoint's own files. (A kill during a run's very first save leaves
+    no usable checkpoint, and gan.train then refuses to start over it: not this test's
+    subject.) Fails if `process` exits first."""
     deadline = time.time() + timeout
-    while not glob.glob(os.path.join(folder, "ckpt-*.index")):
+    while not os.path.exists(os.path.join(folder, "checkpoint")):
         assert process.poll() is None, f"exited with {process.returncode} before a checkpoint"
         assert time.time() < deadline, f"no checkpoint in {folder} within {timeout}s"
         time.sleep(0.01)
