@@ -144,10 +144,22 @@ class TrainConfig:
         "the checkpoint.",
         ARCHITECTURE_IF_SET)
     loss: str = option(
-        "bce", "GAN loss: 'bce' (the original's, non-saturating), 'hinge' or 'wgan-gp'.",
+        "bce",
+        "GAN loss: 'bce' (the original's, non-saturating), 'hinge', 'wgan-gp' or 'rpgan' "
+        "(R3GAN's relativistic pairing loss, with --r1 and --r2).",
         ARCHITECTURE)
     gp_weight: float = option(10.0, "Gradient-penalty weight of --loss=wgan-gp.", APPLIED,
-                              recorded=lambda config: config.loss == "wgan-gp")
+                              recorded=lambda config: registry.reads(config.loss, "gp_weight"))
+    r1: float = option(
+        0.0,
+        "With --loss=rpgan: weight gamma of the R1 penalty, gamma / 2 x E ||grad D(x)||^2 at "
+        "the real images (0 = off). R3GAN uses --r1 and --r2 with the same gamma.",
+        APPLIED, recorded=lambda config: registry.reads(config.loss, "r1"))
+    r2: float = option(
+        0.0,
+        "With --loss=rpgan: weight gamma of the R2 penalty, gamma / 2 x E ||grad D(x)||^2 at "
+        "the generated images (0 = off).",
+        APPLIED, recorded=lambda config: registry.reads(config.loss, "r2"))
     spectral_norm: bool = option(False, "Spectral normalisation of the discriminator's "
                                         "layers.", ARCHITECTURE)
     minibatch_std: bool = option(
@@ -240,8 +252,14 @@ class TrainConfig:
         if self.clusters and not self.conditional:
             raise ValueError("--clusters trains the conditional networks on k-means clusters "
                              "instead of digits: give --conditional too")
-        if not self.gp_weight >= 0:
-            raise ValueError(f"--gp_weight must be >= 0, got {self.gp_weight}")
+        for name in ("gp_weight", "r1", "r2"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("r1", "r2"):  # off by default: set with a loss that ignores it, a mistake
+            if getattr(self, name) and not registry.reads(self.loss, name):
+                readers = [loss for loss in registry.LOSSES if registry.reads(loss, name)]
+                raise ValueError(f"--{name} is a penalty of --loss={' or '.join(readers)}, "
+                                 f"not of --loss={self.loss}: leave it at 0")
         if not self.diversity >= 0:
             raise ValueError(f"--diversity must be >= 0 (0 = off), got {self.diversity}")
         if self.diversity and self.batch_size % 2:

@@ -1,5 +1,6 @@
 """GAN losses. The original's: binary cross-entropy on the discriminator's probabilities;
-also hinge and WGAN-GP (on unbounded scores, see gan.models for which D outputs which).
+also hinge, WGAN-GP and RpGAN (on unbounded scores, see gan.models for which D outputs
+which).
 
 Discriminator: real labelled 1, fake labelled 0, mean BCE over the 2B images (as the original
 trained on the concatenated 64). Generator: the non-saturating loss, BCE of D(G(z)) against 1.
@@ -74,6 +75,29 @@ def gradient_penalty(critic, real_images, fake_images, alpha):
     return tf.reduce_mean(tf.square(norms - 1.0))
 
 
+def discriminator_relativistic(s_real, s_fake):
+    """RpGAN's D loss (Huang et al. 2024) on paired scores [P, 1], pair i = (real i, fake i):
+    mean softplus(-(s_real - s_fake))."""
+    return tf.reduce_mean(tf.nn.softplus(s_fake - s_real))
+
+
+def generator_relativistic(s_fake, s_real):
+    """RpGAN's G loss on the same pairs [P, 1]: mean softplus(-(s_fake - s_real))."""
+    return tf.reduce_mean(tf.nn.softplus(s_real - s_fake))
+
+
+def zero_centred_penalty(critic, images):
+    """E ||grad_x critic(x)||^2 over the samples x of images [N, ...] (R1 at reals, R2 at
+    fakes; Mescheder et al. 2018), the squared norm per sample over all its pixels (and
+    channels: a pack of --pack images is one sample). critic: images -> scores [N, 1].
+    Differentiable (for the critic's update); the weight gamma / 2 is the caller's."""
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        scores = critic(images)
+    grads = tape.gradient(scores, images)  # [N, ...]; samples are independent, so per-sample
+    return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=tf.range(1, tf.rank(grads))))
+
+
 def mode_seeking(images, noise, eps=1e-5):
     """MSGAN's diversity term (Mao et al. 2019) over the pairs (2i, 2i+1) of a batch:
     1 / (mean |x_2i - x_2i+1| / mean |z_2i - z_2i+1| + eps), for images x [B, ...] made from
@@ -89,27 +113,33 @@ def mode_seeking(images, noise, eps=1e-5):
 
 class Loss:
     """A GAN loss, as the step uses it (gan.step): D's loss on its outputs for the real and
-    the fake halves of a batch, G's loss on D's outputs for its fakes, and an optional
-    penalty added to D's loss.
+    the fake halves of a batch ([P, 1] each, row i of one paired with row i of the other),
+    G's loss on D's outputs for its fakes (and for real images, if `generator_reads_real`),
+    and an optional penalty added to D's loss.
 
     probabilities: D ends in a sigmoid and outputs P(real) (gan.models), else an unbounded
     score. interpolates: the penalty needs one interpolation weight per sample per D update
     (`interpolation_weights`), drawn with the step's other random numbers.
+    generator_reads_real: G's loss compares its fakes with reals, so the G update also runs
+    D on a real batch (only then: the other losses' G update is unchanged).
     """
 
     probabilities = False
     interpolates = False
+    generator_reads_real = False
 
     def discriminator(self, out_real, out_fake):
         raise NotImplementedError
 
-    def generator(self, out_fake):
+    def generator(self, out_fake, out_real=None):
+        """G's loss on D's outputs for the fakes [P, 1]; out_real [P, 1], D's outputs for
+        reals, is given only when `generator_reads_real` (else None)."""
         raise NotImplementedError
 
     def penalty(self, critic, real_images, fake_images, alpha, config):
-        """What D's loss adds, given the critic (images -> D's outputs), the batch, the
-        interpolation weights (None unless `interpolates`) and the run's config; None: no
-        penalty."""
+        """What D's loss adds, given the critic (D's inputs -> D's outputs), the batch as D
+        sees it (packed with --pack), the interpolation weights (None unless `interpolates`)
+        and the run's config; None: no penalty."""
         return None
 
 
@@ -121,7 +151,7 @@ class _BCE(Loss):
     def discriminator(self, out_real, out_fake):
         return discriminator_bce(out_real, out_fake)
 
-    def generator(self, out_fake):
+    def generator(self, out_fake, out_real=None):
         return generator_bce(out_fake)
 
 
@@ -129,7 +159,7 @@ class _Hinge(Loss):
     def discriminator(self, out_real, out_fake):
         return discriminator_hinge(out_real, out_fake)
 
-    def generator(self, out_fake):
+    def generator(self, out_fake, out_real=None):
         return generator_score(out_fake)
 
 
@@ -141,11 +171,33 @@ class _WGANGP(Loss):
     def discriminator(self, out_real, out_fake):
         return discriminator_wasserstein(out_real, out_fake)
 
-    def generator(self, out_fake):
+    def generator(self, out_fake, out_real=None):
         return generator_score(out_fake)
 
     def penalty(self, critic, real_images, fake_images, alpha, config):
         return config.gp_weight * gradient_penalty(critic, real_images, fake_images, alpha)
 
 
-BCE, HINGE, WGAN_GP = _BCE(), _Hinge(), _WGANGP()
+class _RpGAN(Loss):
+    """R3GAN's relativistic pairing loss (Huang et al., NeurIPS 2024, "The GAN is dead; long
+    live the GAN!"): each real paired with one fake, D asked to score the real above its
+    fake, G its fake above its real; plus the zero-centred gradient penalties
+    --r1 / 2 x R1 (at the reals) and --r2 / 2 x R2 (at the fakes), which the paper's recipe
+    uses together with one gamma."""
+
+    generator_reads_real = True
+
+    def discriminator(self, out_real, out_fake):
+        return discriminator_relativistic(out_real, out_fake)
+
+    def generator(self, out_fake, out_real=None):
+        return generator_relativistic(out_fake, out_real)
+
+    def penalty(self, critic, real_images, fake_images, alpha, config):
+        terms = [gamma / 2.0 * zero_centred_penalty(critic, images)
+                 for gamma, images in ((config.r1, real_images), (config.r2, fake_images))
+                 if gamma]  # a weight of 0 costs no double backprop
+        return tf.add_n(terms) if terms else None
+
+
+BCE, HINGE, WGAN_GP, RPGAN = _BCE(), _Hinge(), _WGANGP(), _RpGAN()

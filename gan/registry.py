@@ -18,6 +18,10 @@ class Entry:
     # Losses only: False for one defined per sample (a gradient penalty at interpolates of
     # single images), which cannot judge PacGAN's packs of several samples (--pack).
     packs: bool = True
+    # Losses only: the TrainConfig fields only this loss reads (its weights); a run records
+    # them in its checkpoints only with this loss, and gan.config refuses the ones that are
+    # off by default (--r1, --r2) when set with another loss.
+    options: tuple = ()
 
 
 NETWORKS = {
@@ -29,7 +33,10 @@ NETWORKS = {
 LOSSES = {
     "bce": Entry("gan.losses:BCE"),  # the original's
     "hinge": Entry("gan.losses:HINGE"),
-    "wgan-gp": Entry("gan.losses:WGAN_GP", packs=False),
+    "wgan-gp": Entry("gan.losses:WGAN_GP", packs=False, options=("gp_weight",)),
+    # R1 and R2 are defined per D input, so a pack (one input of k samples) is penalised
+    # like a single image.
+    "rpgan": Entry("gan.losses:RPGAN", options=("r1", "r2")),
 }
 
 
@@ -38,6 +45,12 @@ def check(table, name, flag):
     if name not in table:
         raise ValueError(f"--{flag} must be one of {', '.join(table)}, got '{name}'")
     return table[name]
+
+
+def reads(loss_name, option):
+    """Whether the loss `loss_name` reads the TrainConfig field `option` (its Entry's
+    `options`); False for an unknown loss, which validation refuses by itself."""
+    return option in LOSSES.get(loss_name, Entry("")).options
 
 
 def _load(entry):

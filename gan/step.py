@@ -168,8 +168,11 @@ def apply_step(state, real_images, real_labels, draws):
             state, real_images[part], draws["d_noise"][i],
             real_labels[part] if config.conditional else None,
             draws["alpha"][i] if draws["alpha"] else None)
-    # 2. One G update through the unchanged D, on new noise.
-    metrics.update(generator_step(state, draws["g_noise"], draws.get("fake_labels")))
+    # 2. One G update through the unchanged D, on new noise (and, for a loss whose G loss
+    # reads D's outputs on reals, the last D update's reals: `part`).
+    metrics.update(generator_step(state, draws["g_noise"], draws.get("fake_labels"),
+                                  real_images[part], real_labels[part] if config.conditional
+                                  else None))
     # 3. The EMA copy follows G.
     if state.ema_generator is not None:
         update_ema(state.ema_generator, state.generator, config.ema_decay)
@@ -179,8 +182,9 @@ def apply_step(state, real_images, real_labels, draws):
 def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     """D update on real images [B, 28, 28] (target 1) and G(noise [B, Z]) (target 0) with
     the loss of state.config (plus its penalty: WGAN-GP's gradient penalty interpolates
-    with alpha [B, 1, 1]). labels int32 [B]: conditional models' real labels, which the fakes
-    are asked to be too (so the penalty interpolates within one class). Only D changes.
+    with alpha [B, 1, 1]; RpGAN's R1 and R2 are taken at the real and the fake packs).
+    labels int32 [B]: conditional models' real labels, which the fakes are asked to be too
+    (so the penalty interpolates within one class). Only D changes.
     Returns d_loss, and d_real, d_fake: D's mean output on each half."""
     g, d, config = state.generator, state.discriminator, state.config
     loss = registry.loss(config.loss)
@@ -199,8 +203,11 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         packs = tf.shape(real_packs)[0]
         out_real, out_fake = out[:packs], out[packs:]
         d_loss = loss.discriminator(out_real, out_fake)
-        critic = lambda x: models.call(d, x, labels, training=True)  # noqa: E731
-        penalty = loss.penalty(critic, real_images, fake_images, alpha, config)
+        # The penalty sees what D sees: packs [B/k, 28, 28, k*C] and their labels [B/k, k]
+        # (with k = 1 the images and labels themselves).
+        pack_of_labels = None if labels is None else pack_labels(labels, config.pack)
+        critic = lambda x: models.call(d, x, pack_of_labels, training=True)  # noqa: E731
+        penalty = loss.penalty(critic, real_packs, fake_packs, alpha, config)
         if penalty is not None:
             d_loss += penalty
         target = gradient_target(d_loss, state.d_optimizer)
@@ -210,17 +217,27 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
             "d_fake": tf.reduce_mean(out_fake)}
 
 
-def generator_step(state, noise, fake_labels=None):
+def generator_step(state, noise, fake_labels=None, real_images=None, real_labels=None):
     """G update through the unchanged D on noise [B, Z] (and fake_labels [B] for conditional
-    models): the non-saturating BCE loss (targets 1), or -mean score for hinge and WGAN-GP;
-    with --diversity plus that weight times the mode-seeking term. Only G changes."""
+    models): the non-saturating BCE loss (targets 1), -mean score for hinge and WGAN-GP, or
+    RpGAN's, which pairs fake i with real i of real_images [B, 28, 28] (their labels
+    real_labels [B]; read only by such a loss); with --diversity plus that weight times the
+    mode-seeking term. Only G changes."""
     g, d, config = state.generator, state.discriminator, state.config
+    loss = registry.loss(config.loss)
+    packed_labels = lambda labels: (  # noqa: E731
+        None if labels is None else pack_labels(labels, config.pack))
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
-        g_loss = registry.loss(config.loss).generator(
-            models.call(d, pack(fakes, config.pack),
-                        None if fake_labels is None else pack_labels(fake_labels, config.pack),
-                        training=True))
+        out_fake = models.call(d, pack(fakes, config.pack), packed_labels(fake_labels),
+                               training=True)
+        out_real = None
+        if loss.generator_reads_real:
+            if real_images is None:
+                raise ValueError(f"--loss={config.loss}: G's loss needs the real images")
+            out_real = models.call(d, pack(real_images, config.pack),
+                                   packed_labels(real_labels), training=True)
+        g_loss = loss.generator(out_fake, out_real)
         if config.diversity:
             g_loss += config.diversity * losses.mode_seeking(fakes, noise)
         target = gradient_target(g_loss, state.g_optimizer)

@@ -98,3 +98,38 @@ def test_the_step_reads_the_config_it_was_made_with():
     state = step_lib.create_state(config)
     assert state.config is config
     assert json.loads(state.architecture.numpy()) == json.loads(resume.record(config))
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(r1=1.0), "--r1 is a penalty of --loss=rpgan, not of --loss=bce: leave it at 0"),
+    (dict(loss="hinge", r2=0.5), "--r2 is a penalty of --loss=rpgan, not of --loss=hinge"),
+    (dict(loss="rpgan", r1=-1.0), "--r1 must be >= 0, got -1.0"),
+    (dict(loss="rpgan", r2=float("nan")), "--r2 must be >= 0, got nan"),
+])
+def test_r1_and_r2_are_refused_naming_the_flag_unless_rpgan_reads_them(options, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        config_lib.TrainConfig(**options).validate()
+    config_lib.TrainConfig(loss="rpgan", r1=1.0, r2=1.0, pack=2, conditional=True).validate()
+    config_lib.TrainConfig(loss="rpgan").validate()  # without penalties: allowed
+
+
+def test_r1_and_r2_are_recorded_only_with_rpgan_and_a_change_applies():
+    rpgan = config_lib.TrainConfig(loss="rpgan", r1=1.0, r2=2.0)
+    run = json.loads(resume.record(rpgan))["run"]
+    assert (run["r1"], run["r2"]) == (1.0, 2.0) and "gp_weight" not in run
+    assert "r1" not in json.loads(resume.record(config_lib.TrainConfig()))["run"]
+    problems, notes = resume.check(resume.record(rpgan), resume.record(
+        dataclasses.replace(rpgan, r1=0.5)))
+    assert problems == [] and notes == ["--r1=0.5 replaces the checkpoint's 1."]
+
+
+def test_validation_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from gan import config, resume; "
+            "c = config.TrainConfig(loss='rpgan', r1=1.0, r2=1.0); c.validate(); "
+            "resume.record(c); print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -182,8 +182,11 @@ np.savez(out, **result)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, {"conditional": True, "d_steps": 2}],
-                         ids=["mlp", "conditional-d_steps2"])
+@pytest.mark.parametrize("options", [
+    {}, {"conditional": True, "d_steps": 2},
+    # G's loss reads D on the replica's reals; R1 and R2 are per-pack means over replicas
+    {"loss": "rpgan", "r1": 1.0, "r2": 1.0, "pack": 2, "conditional": True, "ema": True}],
+    ids=["mlp", "conditional-d_steps2", "rpgan-pack2-conditional"])
 def test_mirrored_on_2_cpus_trains_like_one_device(tmp_path, options):
     """Same global batch and seed: the same losses (rtol 1e-5) and weights (atol 1e-5, after
     5 steps) as one device; only the order of float additions differs."""
@@ -195,10 +198,21 @@ def test_mirrored_on_2_cpus_trains_like_one_device(tmp_path, options):
     assert int(r["default_replicas"]) == 1 and int(r["mirrored_replicas"]) == 2
     assert int(r["default_step"]) == int(r["mirrored_step"]) == 5
     np.testing.assert_array_equal(r["default_initial"], r["mirrored_initial"])
+    weights = slice(None)
+    if options.get("loss") == "rpgan":
+        # RpGAN's losses read only score differences, so D's output bias (the last weight)
+        # has a zero gradient up to rounding, which Adam's first steps (g / (|g| + eps))
+        # blow up to ~1e-5: both runs' scores shift alike by that noise. Compared instead:
+        # the differences d_real - d_fake, and the other weights.
+        for name in ("default", "mirrored"):
+            r = dict(r, **{f"{name}_d_real": r[f"{name}_d_real"] - r[f"{name}_d_fake"],
+                           f"{name}_d_fake": np.zeros(5)})
+        weights = slice(None, -1)
     for metric in loop.METRICS:
         np.testing.assert_allclose(r[f"mirrored_{metric}"], r[f"default_{metric}"], rtol=1e-5,
                                    atol=1e-6, err_msg=metric)
-    np.testing.assert_allclose(r["mirrored_weights"], r["default_weights"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(r["mirrored_weights"][weights], r["default_weights"][weights],
+                               rtol=0, atol=1e-5)
     assert np.abs(r["default_weights"][:r["default_initial"].size]
                   - r["default_initial"]).max() > 1e-3  # it did train
 

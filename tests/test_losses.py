@@ -108,3 +108,69 @@ def test_gradient_penalty_is_differentiable_in_the_critic_weights():
     # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
     norm = np.linalg.norm(w.numpy())
     np.testing.assert_allclose(grad, 2 * (norm - 1) * w.numpy() / norm, rtol=1e-4)
+
+
+# --- RpGAN (R3GAN's relativistic pairing loss) and its R1 / R2 penalties ---------------------
+
+import types  # noqa: E402
+
+
+def test_rpgan_known_values_pair_each_real_with_its_own_fake():
+    real = np.array([[2.0], [0.0]], "float32")
+    fake = np.array([[0.0], [1.0]], "float32")
+    rpgan = registry.loss("rpgan")
+    assert not rpgan.probabilities and rpgan.generator_reads_real
+    # real - fake = [2, -1]: D mean softplus([-2, 1]), G mean softplus([2, -1])
+    d = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(1.0))) / 2  # 0.720095
+    g = (np.log1p(np.exp(2.0)) + np.log1p(np.exp(-1.0))) / 2  # 1.220095
+    assert np.isclose(rpgan.discriminator(real, fake).numpy(), d, rtol=1e-6)
+    assert np.isclose(rpgan.generator(fake, real).numpy(), g, rtol=1e-6)
+    # Pairs by position, not all real x fake pairs: other pairs, another value.
+    assert not np.isclose(rpgan.discriminator(real, fake[::-1]).numpy(), d, rtol=1e-3)
+    # Relativistic: a shift of every score leaves both losses unchanged.
+    assert np.isclose(rpgan.discriminator(real + 5, fake + 5).numpy(), d, rtol=1e-6)
+    # The other losses' G ignores D's outputs on reals.
+    for name in ("bce", "hinge", "wgan-gp"):
+        assert not registry.loss(name).generator_reads_real
+
+
+def test_rpgan_penalties_of_a_linear_critic_are_gamma_over_two_times_its_squared_norm():
+    # grad_x (w . x) = w at every x: R1 = R2 = ||w||^2, so --r1 / 2 and --r2 / 2 of it.
+    rng = np.random.default_rng(0)
+    w = tf.constant(rng.normal(size=(28, 28)) * 0.1, tf.float32)
+    real, fake = (tf.constant(rng.uniform(size=(6, 28, 28)), tf.float32) for _ in range(2))
+    norm2 = float(np.sum(w.numpy().astype(np.float64) ** 2))
+    rpgan = registry.loss("rpgan")
+    for r1, r2 in ((1.0, 0.0), (0.0, 4.0), (2.0, 6.0)):
+        config = types.SimpleNamespace(r1=r1, r2=r2)
+        got = rpgan.penalty(_linear_critic(w), real, fake, None, config).numpy()
+        assert np.isclose(got, (r1 + r2) / 2 * norm2, rtol=1e-5), (r1, r2)
+    assert rpgan.penalty(_linear_critic(w), real, fake, None,
+                         types.SimpleNamespace(r1=0.0, r2=0.0)) is None  # off: no penalty
+
+
+def test_zero_centred_penalty_is_at_the_given_images_with_per_sample_squared_norms():
+    # critic(x) = 0.5 ||x||^2 has gradient x: R1 at the reals is mean_i ||real_i||^2, and R2
+    # at the fakes mean_i ||fake_i||^2 (the squared norm over all of a sample's pixels and
+    # channels, e.g. a pack's).
+    rng = np.random.default_rng(4)
+    real = rng.uniform(size=(5, 28, 28, 2)).astype("float32")
+    fake = 3 * rng.uniform(size=(5, 28, 28, 2)).astype("float32")
+    critic = lambda x: 0.5 * tf.reduce_sum(tf.square(x), axis=[1, 2, 3])[:, None]  # noqa: E731
+    sq = lambda x: np.mean(np.sum(x.astype(np.float64) ** 2, axis=(1, 2, 3)))  # noqa: E731
+    got = losses.zero_centred_penalty(critic, tf.constant(real)).numpy()
+    assert np.isclose(got, sq(real), rtol=1e-5)
+    rpgan = registry.loss("rpgan")
+    got = rpgan.penalty(critic, tf.constant(real), tf.constant(fake), None,
+                        types.SimpleNamespace(r1=2.0, r2=0.5)).numpy()
+    assert np.isclose(got, sq(real) + 0.25 * sq(fake), rtol=1e-5)
+
+
+def test_rpgan_penalty_is_differentiable_in_the_critic_weights():
+    w = tf.Variable(tf.fill([28, 28], 0.1))
+    real, fake = tf.ones([2, 28, 28]), tf.zeros([2, 28, 28])
+    with tf.GradientTape() as tape:
+        penalty = registry.loss("rpgan").penalty(_linear_critic(w), real, fake, None,
+                                                 types.SimpleNamespace(r1=1.0, r2=3.0))
+    # d/dw (1 + 3) / 2 ||w||^2 = 4 w
+    np.testing.assert_allclose(tape.gradient(penalty, w).numpy(), 4 * w.numpy(), rtol=1e-5)

@@ -1,7 +1,7 @@
 """Each update of the training step moves its network the right way, for every loss.
 
 On one fixed batch: a D update makes D(real) rise and D(G(z)) fall; a G update makes
-D(G(z)) rise (D's output is a probability for bce, a score for hinge and wgan-gp). For
+D(G(z)) rise (D's output is a probability for bce, a score for hinge, wgan-gp and rpgan). For
 wgan-gp, D's loss is the Wasserstein term plus lambda times the gradient penalty, both
 computed here from the networks, independently of gan.losses.
 
@@ -19,6 +19,7 @@ from gan import step as step_lib
 B, Z = 32, 100
 LOSSES = tuple(registry.LOSSES)
 GP_WEIGHT = 3.0  # not the default 10, so a step that ignored --gp_weight would show
+R_WEIGHT = 0.5  # rpgan's --r1 and --r2 (gamma)
 
 
 def fixed_batch(seed=0):
@@ -37,7 +38,10 @@ def fixed_batch(seed=0):
 
 
 def make_state(loss):
-    return step_lib.create_state(config_lib.TrainConfig(seed=0, loss=loss, gp_weight=GP_WEIGHT))
+    """The state of `loss` with its penalties' weights: GP_WEIGHT, or R_WEIGHT for R1 and R2."""
+    weights = {name: GP_WEIGHT if name == "gp_weight" else R_WEIGHT
+               for name in registry.LOSSES[loss].options}
+    return step_lib.create_state(config_lib.TrainConfig(seed=0, loss=loss, **weights))
 
 
 def fakes_on_the_bottom_half(generator):
@@ -79,9 +83,9 @@ def test_a_discriminator_update_raises_d_real_and_lowers_d_fake(loss):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_generator_update_raises_d_of_its_fakes(loss):
     state = make_state(loss)
-    _, _, g_noise, _ = fixed_batch()
+    real, _, g_noise, _ = fixed_batch()
     before = mean_output(state, state.generator(g_noise, training=True))
-    tf.function(step_lib.generator_step)(state, g_noise)
+    tf.function(step_lib.generator_step)(state, g_noise, None, real)  # rpgan reads the reals
     after = mean_output(state, state.generator(g_noise, training=True))
     assert after > before + 1e-4, (before, after)
 
