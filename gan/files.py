@@ -139,3 +139,13 @@ def write_cached_arrays(path, **arrays):
         atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
     except OSError:
         pass
+
+
+def resolve_data_dir(data_dir=None):
+    """The folder TFDS reads: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    if data_dir:
+        return os.path.abspath(os.path.expanduser(data_dir))
+    env = os.environ.get("TFDS_DATA_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), "tensorflow_datasets")

@@ -9,7 +9,14 @@ import tempfile
 
 import numpy as np
 
-from gan.data import DATASETS, IDX_FILES, SPLIT_SIZES, _tfds, resolve_data_dir
+from gan import datasets
+from gan.files import resolve_data_dir
+
+# split -> its (images, labels) files, as MNIST and its look-alikes are distributed
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def read_idx(path):
@@ -35,17 +42,21 @@ def find_idx_file(folder, stem):
     raise FileNotFoundError(f"{stem}[.gz] not found in {folder}")
 
 
-def read_idx_split(folder, split):
-    """(images [N, 28, 28], labels [N]) of one split from the IDX files in `folder`."""
+def read_idx_split(folder, split, name="mnist"):
+    """(images [N, H, W], labels [N]) of one split of dataset `name` (its Dataset's
+    image_shape and split_sizes: 28x28, 60,000 and 10,000) from the IDX files in `folder`."""
+    spec = datasets.get(name)
+    size, shape = spec.split_sizes[split], spec.image_shape
     image_stem, label_stem = IDX_FILES[split]
     images = read_idx(find_idx_file(folder, image_stem))
     labels = read_idx(find_idx_file(folder, label_stem))
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{image_stem}: expected N x 28 x 28 images, got {images.shape}")
+    if images.ndim != 3 or images.shape[1:] != shape:
+        raise ValueError(f"{image_stem}: expected N x {' x '.join(map(str, shape))} images, "
+                         f"got {images.shape}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"{split}: {images.shape[0]} images but labels of shape {labels.shape}")
-    if images.shape[0] != SPLIT_SIZES[split]:
-        raise ValueError(f"{split}: expected {SPLIT_SIZES[split]} images, got {images.shape[0]}")
+    if images.shape[0] != size:
+        raise ValueError(f"{split}: expected {size} images, got {images.shape[0]}")
     return images, labels
 
 
@@ -56,13 +67,14 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
     exactly like a downloaded copy), with its download step replaced by the local files.
     Returns the prepared dataset's folder.
     """
-    tfds = _tfds()
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    spec = datasets.get(name)
+    if spec.tfds_builder is None:
+        raise ValueError(f"--dataset={name} is not prepared from IDX files")
     for split in IDX_FILES:  # validate everything before writing anything
-        read_idx_split(idx_dir, split)
-    base = {"mnist": tfds.image_classification.MNIST,
-            "fashion_mnist": tfds.image_classification.FashionMNIST}[name]
+        read_idx_split(idx_dir, split, name)
+    import tensorflow_datasets as tfds  # heavy import, only where a dataset is prepared
+
+    base = getattr(tfds.image_classification, spec.tfds_builder)
     with tempfile.TemporaryDirectory() as raw:
         paths = {}
         for split, stems in IDX_FILES.items():
@@ -79,7 +91,7 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
             return [
                 tfds.core.SplitGenerator(
                     name=split,
-                    gen_kwargs=dict(num_examples=SPLIT_SIZES[split],
+                    gen_kwargs=dict(num_examples=spec.split_sizes[split],
                                     data_path=paths[f"{split}_data"],
                                     label_path=paths[f"{split}_labels"]),
                 )
@@ -88,7 +100,7 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
 
         with tfds.core.registered.skip_registration():
             local = type("LocalIdx" + base.__name__, (base,),
-                         {"name": name, "_split_generators": split_generators})
+                         {"name": spec.tfds_name, "_split_generators": split_generators})
         builder = local(data_dir=resolve_data_dir(data_dir))
         builder.download_and_prepare()
     return builder.data_path
