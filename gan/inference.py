@@ -12,6 +12,8 @@ import tempfile
 
 import tensorflow as tf
 
+from gan import datasets
+
 
 def sample_noise(num, noise_dim, seed, truncation=0.0):
     """Noise [num, noise_dim] from N(0, 1), a pure function of its arguments (a stateless
@@ -58,8 +60,9 @@ def label_rule(architecture):
     if not architecture.get("conditional"):
         return None
     prior = architecture.get("cluster_prior")
-    if prior is None:
-        return lambda num, seed: tf.range(num, dtype=tf.int32) % 10
+    if prior is None:  # every class in turn
+        classes = datasets.of_architecture(architecture).num_classes
+        return lambda num, seed: tf.range(num, dtype=tf.int32) % classes
     prior = tf.constant(prior, tf.float64)  # [K]
 
     def clusters(num, seed):

@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from gan import actions as actions_lib
-from gan import (checkpoints, compilation, data, distribute, images, inference, interrupts,
-                 loop, monitor, resume, runlock, stacked)
+from gan import (checkpoints, compilation, data, datasets, distribute, images, inference,
+                 interrupts, loop, monitor, resume, runlock, stacked)
 from gan import step as step_lib
 
 NonFiniteLossError = actions_lib.NonFiniteLossError  # what train() raises on NaN/Inf
@@ -142,16 +142,18 @@ def apply_learning_rates(state, config, log=print):
 
 
 def load_training_data(config, state):
-    """(images uint8/float [N, 28, 28], labels int [N]) of the training split. With
-    --clusters the labels are k-means cluster ids (the digits are never used), and the
-    clusters' shares go into state.cluster_prior, which sampling draws from."""
-    source = "mnist" if config.dataset == "stacked_mnist" else config.dataset  # stacked on the fly
-    train_images, train_labels = data.load_split(source, "train", config.data_dir)
+    """(images uint8/float [N, 28, 28], labels int [N]) of the training split of the
+    dataset's source (for a stacked dataset the one its channels are drawn from: the stream
+    stacks them on the fly). With --clusters the labels are k-means cluster ids (the digits
+    are never used), and the clusters' shares go into state.cluster_prior, which sampling
+    draws from."""
+    spec = datasets.get(config.dataset)
+    train_images, train_labels = data.load_split(spec.source, "train", config.data_dir)
     if config.clusters:
         train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
         prior = np.bincount(train_labels, minlength=config.clusters) / len(train_labels)
-        if config.dataset == "stacked_mnist":  # each channel's cluster: triples of them
-            prior = stacked.cluster_prior(prior)
+        if spec.stacked_from:  # each channel's cluster: tuples of them
+            prior = stacked.cluster_prior(prior, spec.channels)
         state.cluster_prior.assign(prior)
     return train_images, train_labels
 
@@ -179,9 +181,11 @@ def training_elements(images, labels, config, start):
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
     images, labels = tf.constant(images), tf.constant(labels)  # one copy for both streams
 
+    spec = datasets.get(config.dataset)
     make_batches = data.make_batches
-    if config.dataset == "stacked_mnist":  # labels: triples of digits or of channel clusters
-        make_batches = functools.partial(stacked.make_batches, base=config.clusters or 10)
+    if spec.stacked_from:  # labels: tuples of the channels' classes or clusters
+        make_batches = functools.partial(stacked.make_batches, base=config.clusters or None,
+                                         dataset=spec.name)
 
     def make(first):
         return make_batches(images, labels, batch, config.seed, first, k)
