@@ -29,12 +29,12 @@ K_NEAREST = 3
 MIN_IMAGES = 10  # fewer cannot fill a 3-NN manifold or a covariance meaningfully
 FLOOR_SEED = 0  # which training images make the floor; fixed so floors are comparable
 
-# name in the results -> (label in the table, format)
+# name in the results -> (label in the table, in the dataset's words; format)
 ROWS = {
     "fd": ("Fréchet distance (lower is better)", "{:.3f}"),
     "kid": ("kernel distance KID (lower)", "{:.5f}"),
-    "classifier_score": ("classifier score (max 10)", "{:.3f}"),
-    "modes_covered": ("digits >= 2% of samples (of 10)", "{}"),
+    "classifier_score": ("classifier score (max {classes})", "{:.3f}"),
+    "modes_covered": ("{many} >= 2% of samples (of {classes})", "{}"),
     "class_kl": ("class-mix KL from uniform (lower)", "{:.4f}"),
     "precision": ("precision, k=3 (realism)", "{:.3f}"),
     "recall": ("recall, k=3 (variety)", "{:.3f}"),
@@ -364,8 +364,10 @@ def feature_table(generated, floor, dataset="mnist"):
     """The readable table of a "features" evaluation: one row per metric, generated beside
     the real floor, then the class mixes in percent (in the Dataset's words: digits for
     MNIST, classes for others)."""
-    one, many, real = datasets.get(dataset).words
-    labels = {key: label.replace("digits", many) for key, (label, _) in ROWS.items()}
+    spec = datasets.get(dataset)
+    one, many, real = spec.words
+    labels = {key: label.format(many=many, classes=spec.num_classes)
+              for key, (label, _) in ROWS.items()}
     width = max(len(label) for label in labels.values())
     head = f"{real} ({floor['num_samples']})"
     lines = [f"{'metric':<{width}}  {'generated':>12}  {head:>20}"]
@@ -392,5 +394,7 @@ def training_eval(generator, step, num_samples, data_dir=None, labels=None, data
     `dataset` (the run's --dataset). Returns (scalars named eval/<figure> for TensorBoard
     and the history, the log line with the real floor in brackets)."""
     images = sample_images(generator, num_samples, labels=labels)
-    scalars, line = summary(*evaluate(images, dataset, data_dir, labels), dataset)
+    # Judged as unconditional samples (no label_accuracy): a --clusters run's labels are
+    # clusters, not classes.
+    scalars, line = summary(*evaluate(images, dataset, data_dir), dataset)
     return scalars, f"eval at epoch {step} ({num_samples} samples; [real floor]): {line}"
