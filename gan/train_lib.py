@@ -88,7 +88,8 @@ def _train(config, strategy, save_to, log):
         # loop's own, which are part of the key of XLA's compilation cache.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             compiled = pool.submit(loop.compile_loop, state, config, strategy, log)
-            renderer = images.StripRenderer(config.num_images, channels=config.channels)
+            renderer = images.StripRenderer(config.num_images,
+                                            image_shape=config.image_shape)
             multi_step = compiled.result()
         # After the checkpoint checks: a refused resume or a finished run needs no data.
         train_images, train_labels = load_training_data(config, state)
