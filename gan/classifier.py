@@ -17,24 +17,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan import files
+from gan import datasets, files
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-# dataset (as gan.data.DATASETS) -> its classifier's committed weights
-WEIGHTS_PATHS = {name: os.path.join(ASSETS_DIR, f"{name}_classifier.weights.h5")
-                 for name in ("mnist", "fashion_mnist")}
-WEIGHTS_PATH = WEIGHTS_PATHS["mnist"]
-DATASETS = tuple(WEIGHTS_PATHS)
 FEATURES_LAYER = "features"
-NUM_CLASSES = 10
 
 
-def build_classifier():
-    """The untrained CNN: images [N, 28, 28] in [0, 1] -> class probabilities [N, 10]."""
+def build_classifier(dataset="mnist"):
+    """The untrained CNN of `dataset` (gan.datasets): images [N, H, W] in [0, 1] -> class
+    probabilities [N, C] (28x28 and 10 classes for every dataset so far)."""
+    spec = datasets.get(dataset)
+    return _build(spec.image_shape[:2], spec.num_classes)
+
+
+def _build(image_shape, num_classes):
     return keras.Sequential(
         [
-            keras.Input((28, 28)),
-            keras.layers.Reshape((28, 28, 1)),
+            keras.Input(image_shape),
+            keras.layers.Reshape((*image_shape, 1)),
             keras.layers.Conv2D(32, 3, activation="relu"),
             keras.layers.MaxPooling2D(2),
             keras.layers.Conv2D(64, 3, activation="relu"),
@@ -42,7 +42,7 @@ def build_classifier():
             keras.layers.MaxPooling2D(2),
             keras.layers.Flatten(),
             keras.layers.Dense(64, activation="relu", name=FEATURES_LAYER),
-            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+            keras.layers.Dense(num_classes, activation="softmax"),
         ],
         name="mnist_classifier",
     )
@@ -51,7 +51,7 @@ def build_classifier():
 def save_weights(model, path):
     """Writes the model's weights (only) to `path` (ending in .weights.h5), atomically."""
     # A compiled model's file would also hold Adam's two slots per weight (3x the size).
-    plain = build_classifier()
+    plain = keras.models.clone_model(model)
     plain.set_weights(model.get_weights())
 
     def write(tmp):
@@ -62,34 +62,38 @@ def save_weights(model, path):
     files.atomic_write(path, write)
 
 
-def load_classifier(path=WEIGHTS_PATH):
-    """The trained classifier (cached per process and file); FileNotFoundError names the
-    file."""
-    return _load_classifier(os.path.abspath(path))  # one cache entry per file, however named
+def load_classifier(path=None, dataset="mnist"):
+    """The trained classifier of `dataset` from `path` (default: its committed weights),
+    cached per process and file; FileNotFoundError names the file."""
+    spec = datasets.get(dataset)
+    path = os.path.abspath(path or weights_path(dataset))  # one cache entry per file
+    return _load_classifier(path, spec.image_shape[:2], spec.num_classes)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_classifier(path):
+def _load_classifier(path, image_shape, num_classes):
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"classifier weights not found at {path}; run `python -m gan.train_classifier` "
             "to make them")
-    model = build_classifier()
+    model = _build(image_shape, num_classes)
     model.load_weights(path)
     return model
 
 
 def weights_path(dataset):
-    """The committed weights of `dataset`'s classifier; ValueError naming --dataset if it has
-    none."""
-    if dataset not in WEIGHTS_PATHS:
-        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got '{dataset}'")
-    return WEIGHTS_PATHS[dataset]
+    """The weights of `dataset`'s classifier (its Dataset's classifier_weights, in gan/assets
+    unless a whole path); ValueError naming --dataset if it is unknown or has none."""
+    spec = datasets.get(dataset)
+    if spec.classifier_weights is None:
+        raise ValueError(f"--dataset={dataset} has no classifier of its own (each channel is "
+                         f"judged by {spec.stacked_from}'s)")
+    return os.path.join(ASSETS_DIR, spec.classifier_weights)
 
 
 def for_dataset(dataset="mnist"):
     """The committed classifier of `dataset` (cached per process, as load_classifier)."""
-    return load_classifier(weights_path(dataset))
+    return load_classifier(dataset=dataset)
 
 
 @functools.lru_cache(maxsize=4)
@@ -119,13 +123,14 @@ def accuracy(model, images, labels):
     return float(np.mean(np.argmax(probs, axis=1) == np.asarray(labels)))
 
 
-def train_classifier(images, labels, epochs=3, batch_size=64, seed=0, verbose=0):
-    """Trains a fresh classifier on images [N, 28, 28] in [0, 1], labels [N]: Adam from
+def train_classifier(images, labels, epochs=3, batch_size=64, seed=0, verbose=0,
+                     dataset="mnist"):
+    """Trains a fresh classifier of `dataset` on images [N, H, W] in [0, 1], labels [N]: Adam from
     learning rate 1e-3 decaying to 0 (cosine) over the run, no augmentation. Seeded, so the
     same inputs give the same weights."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()  # same weights on every run
-    model = build_classifier()
+    model = build_classifier(dataset)
     steps = epochs * -(-len(images) // batch_size)
     learning_rate = keras.optimizers.schedules.CosineDecay(1e-3, steps)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),

@@ -4,27 +4,9 @@ import dataclasses
 import json
 import os
 
-from gan import registry
+from gan import datasets, registry
 
 STRATEGIES = ("default", "mirrored", "multi_worker")  # gan.distribute makes them
-DATASETS = ("mnist", "fashion_mnist", "stacked_mnist")  # gan.data loads; gan.stacked builds
-# Colour channels of each dataset's images (1: [28, 28], C > 1: [28, 28, C]).
-CHANNELS = {"stacked_mnist": 3}
-
-
-def label_parts(dataset, clusters=0):
-    """How many digits a conditional network's label has (gan.models._embed_labels): 3 for
-    --clusters on stacked_mnist (one cluster id per channel), else 1."""
-    return CHANNELS.get(dataset, 1) if clusters else 1
-
-
-def label_count(dataset, clusters=0):
-    """How many labels conditional networks take: 10 digits (or clothing classes); with
-    --clusters=K, K clusters, and on stacked_mnist K ** 3, one per triple of the channels'
-    clusters (the label of an image is ka * K**2 + kb * K + kc, gan.stacked)."""
-    if not clusters:
-        return 10
-    return clusters ** label_parts(dataset, clusters)
 
 
 # How a field may change when a run resumes from a checkpoint (gan.resume reads these):
@@ -265,13 +247,12 @@ class TrainConfig:
         if self.diversity and self.batch_size % 2:
             raise ValueError(f"--diversity compares the batch's samples in pairs: "
                              f"--batch_size must be even, got {self.batch_size}")
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"--dataset must be one of {', '.join(DATASETS)}, got '{self.dataset}'")
+        datasets.get(self.dataset)  # ValueError naming --dataset
         self._validate_pack()
 
     def _validate_pack(self):
-        """--pack and --dataset=stacked_mnist against the options they cannot serve."""
+        """--pack, and a --dataset whose classes are its modes, against the options they
+        cannot serve."""
         if self.pack < 1:
             raise ValueError(f"--pack must be 1 (off) or more, got {self.pack}")
         if self.batch_size % self.pack:
@@ -283,13 +264,15 @@ class TrainConfig:
         if self.pack > 1 and self.minibatch_std and (self.batch_size // self.pack) % 4:
             raise ValueError(f"--minibatch_std with --pack={self.pack} needs --batch_size / "
                              f"--pack to be a multiple of 4, got {self.batch_size}")
-        if self.dataset == "stacked_mnist" and self.conditional and not self.clusters:
+        spec = datasets.get(self.dataset)
+        if not spec.conditional_on_classes and self.conditional and not self.clusters:
             # A generator asked for each digit triple covers every mode by construction: the
             # benchmark measures unconditional mode collapse. Self-conditioning on k-means
             # clusters (--clusters) uses no label, so it is allowed.
-            raise ValueError("--dataset=stacked_mnist measures mode collapse of an "
-                             "unconditional generator: --conditional on the digits would "
-                             "hand it the 1,000 modes; use it only with --clusters")
+            raise ValueError(f"--dataset={spec.name} measures mode collapse of an "
+                             f"unconditional generator: --conditional on the {spec.words[1]} "
+                             f"would hand it the {spec.num_modes:,} modes; use it only with "
+                             "--clusters")
 
     def check_folders(self):
         """Raises ValueError naming the flag of an output folder of the run that cannot be
@@ -316,18 +299,23 @@ class TrainConfig:
 
     @property
     def num_classes(self):
-        """How many labels the conditional networks take (label_count)."""
-        return label_count(self.dataset, self.clusters)
+        """How many labels the conditional networks take (Dataset.label_count)."""
+        return datasets.get(self.dataset).label_count(self.clusters)
 
     @property
     def label_parts(self):
-        """Digits of a conditional network's label (label_parts)."""
-        return label_parts(self.dataset, self.clusters)
+        """Parts of a conditional network's label (Dataset.label_parts)."""
+        return datasets.get(self.dataset).label_parts(self.clusters)
 
     @property
     def channels(self):
-        """Channels of the dataset's images: 3 for stacked_mnist, else 1."""
-        return CHANNELS.get(self.dataset, 1)
+        """Channels of the dataset's images (Dataset.channels)."""
+        return datasets.get(self.dataset).channels
+
+    @property
+    def image_shape(self):
+        """Shape of one of the dataset's images (Dataset.image_shape)."""
+        return datasets.get(self.dataset).image_shape
 
     def architecture(self):
         """JSON of the fields a checkpoint must agree with to be resumed: the ARCHITECTURE

@@ -18,29 +18,14 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from gan.config import DATASETS
-from gan.files import cache_dir, write_cached_arrays
+from gan import datasets
+from gan.files import cache_dir, resolve_data_dir, write_cached_arrays
 
-IDX_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-SPLIT_SIZES = {"train": 60000, "test": 10000}
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 
 
 class DataUnavailableError(RuntimeError):
     """The dataset is not in the data folder and cannot be downloaded."""
-
-
-def resolve_data_dir(data_dir=None):
-    """The folder TFDS reads: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-    if data_dir:
-        return os.path.abspath(os.path.expanduser(data_dir))
-    env = os.environ.get("TFDS_DATA_DIR")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    return os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
 
 
 def network_reachable(address=DOWNLOAD_HOST, timeout=3.0):
@@ -79,22 +64,32 @@ def _tfds():
 
 
 def ensure_available(name, data_dir=None):
-    """Returns the data folder; raises DataUnavailableError fast when offline with no data."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+    """Returns the data folder; raises DataUnavailableError fast when offline with no data.
+    ValueError naming --dataset if `name` is unknown or has no TFDS splits of its own."""
+    spec = datasets.get(name)
+    if spec.tfds_name is None:
+        raise ValueError(f"--dataset={name} is not a TFDS dataset (its images are made from "
+                         f"{spec.stacked_from or 'its loader'}'s)")
     folder = resolve_data_dir(data_dir)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
                                    "$TFDS_DATA_DIR) is a file, not a folder")
-    if not _tfds().builder(name, data_dir=folder).is_prepared() and not network_reachable():
+    if (not _tfds().builder(spec.tfds_name, data_dir=folder).is_prepared()
+            and not network_reachable()):
         raise DataUnavailableError(missing_data_message(name, folder))
     return folder
 
 
 def check_prepared(name, data_dir=None):
-    """Raises DataUnavailableError (as ensure_available would, later) if `name` is not
-    prepared in the data folder and cannot be downloaded; cheap where it is prepared (a
-    glob, no TFDS import), so a run can check before it writes anything."""
+    """Raises DataUnavailableError (as ensure_available would, later) if the TFDS splits the
+    dataset `name` is read from (its source's: gan.datasets) are not prepared in the data
+    folder and cannot be downloaded; cheap where they are prepared (a glob, no TFDS import),
+    so a run can check before it writes anything. A dataset with a loader reads no TFDS
+    folder."""
+    spec = datasets.get(datasets.get(name).source)
+    if spec.loader is not None:
+        return
+    name = spec.tfds_name
     folder = resolve_data_dir(data_dir)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
@@ -106,10 +101,11 @@ def check_prepared(name, data_dir=None):
 
 
 def load_split(name="mnist", split="train", data_dir=None):
-    """Loads a whole split into memory: (images uint8 [N, 28, 28], labels int32 [N]).
+    """Loads a whole split into memory: (images uint8 [N, H, W], labels int32 [N]; H, W: the
+    Dataset's image_shape, 28x28).
 
-    Goes through `tfds.load` (downloading if needed and possible); the 47 MB of MNIST
-    then stay in memory so the training stream never touches disk or Python per step.
+    A dataset with a loader (gan.datasets) is read by it. Others go through `tfds.load`
+    (downloading if needed and possible); the 47 MB of MNIST then stay in memory so the training stream never touches disk or Python per step.
     The decoded arrays are also cached as .npz (see `cache_path`), so later runs skip the
     PNG decoding and TFDS's import. Cached per process too:
     the arrays returned are read-only and shared.
@@ -119,13 +115,20 @@ def load_split(name="mnist", split="train", data_dir=None):
 
 @functools.lru_cache(maxsize=4)
 def _load_split_cached(name, split, data_dir):
-    cache = cache_path(name, split, data_dir)
+    spec = datasets.get(name)
+    if spec.loader is not None:
+        images, labels = (np.array(a) for a in spec.loader(split, data_dir))
+        images.flags.writeable = labels.flags.writeable = False
+        return images, labels
+    if spec.tfds_name is None:
+        ensure_available(name, data_dir)  # raises the ValueError naming --dataset
+    cache = cache_path(spec.tfds_name, split, data_dir)
     if cache and os.path.exists(cache):
         with np.load(cache) as f:
             images, labels = f["images"], f["labels"]
     else:
         folder = ensure_available(name, data_dir)
-        ds = _tfds().load(name, split=split, data_dir=folder)
+        ds = _tfds().load(spec.tfds_name, split=split, data_dir=folder)
         ds = ds.map(lambda ex: (ex["image"][..., 0], tf.cast(ex["label"], tf.int32)))
         images, labels = ds.batch(1 << 20).get_single_element()
         images, labels = images.numpy(), labels.numpy()
@@ -242,9 +245,6 @@ def _main(argv):
     flags_ = flags.FLAGS
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    if flags_.dataset == "stacked_mnist":  # before reading any file
-        cli.fail("--dataset=stacked_mnist has no IDX files of its own: it is built from MNIST "
-                 "when training; prepare --dataset=mnist")
     if not flags_.prepare_from:
         cli.fail("--prepare_from=DIR is required (the folder of the IDX files)")
     if not os.path.isdir(flags_.prepare_from):
@@ -277,7 +277,9 @@ def run():
     flags.DEFINE_string("data_dir", None,
                         "TFDS data folder to write (default: $TFDS_DATA_DIR, else "
                         "~/tensorflow_datasets); pass the same to gan.train.")
-    flags.DEFINE_enum("dataset", "mnist", list(DATASETS), "Which dataset the files hold.")
+    # Every dataset's name is accepted, so that one without IDX files of its own (Stacked
+    # MNIST) is refused by gan.idx saying what to prepare instead.
+    flags.DEFINE_enum("dataset", "mnist", list(datasets.DATASETS), "Which dataset the files hold.")
     from gan import cli
 
     cli.run(_main, __name__)

@@ -1,14 +1,11 @@
 """Measure generated images: `python -m gan.evaluate --checkpoint_dir=checkpoints`.
 
 Samples --num_samples images from the newest checkpoint's generator (or reads --images, a
-.npy array or a folder of PNGs, from any generator), judges them with the committed
-classifier of their dataset (--dataset: MNIST digits or Fashion-MNIST clothes) against that
-dataset's test split, and prints a table, beside the same metrics for as many real training
-images (the floor), then one JSON line. Logic in gan.eval_lib.
-
-A Stacked MNIST checkpoint (trained with --dataset=stacked_mnist) is judged by gan.stacked
-instead: the modes covered (of 1,000 digit triples) and KL(samples || uniform), beside real
-triples.
+.npy array or a folder of PNGs, from any generator), judges them as images of their dataset
+(--dataset, gan.datasets) and prints a table, beside the same figures for as many real
+training images (the floor), then one JSON line. Logic in gan.eval_lib.evaluate: MNIST
+digits or Fashion-MNIST clothes by their dataset's classifier against its test split; Stacked
+MNIST by the modes covered (of 1,000 digit triples) and KL(samples || uniform).
 """
 
 import json
@@ -16,7 +13,7 @@ import os
 
 from absl import app, flags, logging
 
-from gan import cli
+from gan import cli, datasets
 
 FLAGS = flags.FLAGS
 
@@ -36,10 +33,9 @@ flags.DEFINE_float("truncation", 0.0,
                    "better-formed digits, less variety); 0 = plain N(0, 1). As gan.sample's.")
 flags.DEFINE_string("json_out", None, "Also write the JSON result to this file (atomically).")
 flags.DEFINE_string("dataset", None,
-                    "What the images are meant to be, which picks the classifier, the test "
-                    "split and the real floor: mnist or fashion_mnist, or stacked_mnist for "
-                    "a checkpoint (default: the dataset the checkpoint's generator was "
-                    "trained on; mnist for --images).")
+                    "What the images are meant to be, which picks how they are judged and "
+                    f"the real floor: one of {', '.join(datasets.DATASETS)} (default: the "
+                    "dataset the checkpoint's generator was trained on; mnist for --images).")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets).")
 
@@ -63,7 +59,7 @@ def main(argv):
         files.check_data_dir(FLAGS.data_dir)
     except ValueError as e:
         cli.fail(e)
-    from gan import checkpoints, data, eval_lib, inference, stacked  # after flag parsing
+    from gan import checkpoints, data, eval_lib, inference  # after flag parsing
 
     logging.set_verbosity(logging.WARNING)
     try:
@@ -74,29 +70,20 @@ def main(argv):
             raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
         dataset = eval_lib.resolve_dataset(FLAGS.dataset)  # an unknown one fails here
         if FLAGS.images:
-            pictures = eval_lib.load_images(FLAGS.images, 3 if dataset == "stacked_mnist" else 1)
-            source = {"images": os.path.abspath(FLAGS.images)}
-            if dataset == "stacked_mnist":
-                return evaluate_stacked(pictures, source)
+            pictures = eval_lib.load_images(FLAGS.images, dataset)
+            source, labels = {"images": os.path.abspath(FLAGS.images)}, None
         else:
             generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)
             dataset = eval_lib.resolve_dataset(FLAGS.dataset, architecture)
-            if dataset == "stacked_mnist":
-                num = FLAGS.num_samples or stacked.DEFAULT_NUM_SAMPLES
-                pictures = eval_lib.sample_images(
-                    generator, num, FLAGS.seed, FLAGS.truncation,
-                    inference.sampling_labels(architecture, num, FLAGS.seed))
-                return evaluate_stacked(pictures, checkpoint_source(architecture, step))
-            FLAGS.num_samples = FLAGS.num_samples or eval_lib.DEFAULT_NUM_SAMPLES
-            asked = inference.sampling_labels(architecture, FLAGS.num_samples, FLAGS.seed)
-            pictures = eval_lib.sample_images(generator, FLAGS.num_samples, FLAGS.seed,
-                                              FLAGS.truncation, asked)
+            num = FLAGS.num_samples or datasets.get(dataset).eval_samples
+            asked = inference.sampling_labels(architecture, num, FLAGS.seed)
+            pictures = eval_lib.sample_images(generator, num, FLAGS.seed, FLAGS.truncation,
+                                              asked)
             source = checkpoint_source(architecture, step)
+            # A --clusters generator is asked for clusters, not classes: nothing to check.
+            labels = None if architecture.get("clusters") else asked
         source["dataset"] = dataset
-        # A --clusters generator is asked for clusters, not digits: nothing to check.
-        labels = None if FLAGS.images or architecture.get("clusters") else asked
-        generated = eval_lib.evaluate_images(pictures, FLAGS.data_dir, labels, dataset)
-        floor = eval_lib.real_floor(len(pictures), FLAGS.data_dir, dataset)
+        generated, floor = eval_lib.evaluate(pictures, dataset, FLAGS.data_dir, labels)
     except checkpoints.CheckpointError as e:
         cli.fail(f"--checkpoint_dir={FLAGS.checkpoint_dir}: {e}")
     except (ValueError, data.DataUnavailableError) as e:
@@ -104,26 +91,9 @@ def main(argv):
 
     where = (source["images"] if FLAGS.images else
              f"{source['checkpoint_dir']} (step {source['step']})")
-    print(f"{len(pictures)} samples from {where}, against the "
-          f"{eval_lib.WORDS[dataset][0]} test split:")
+    print(f"{len(pictures)} samples from {where}, {eval_lib.judged_as(dataset)}:")
     print(eval_lib.format_table(generated, floor, dataset))
     line = json.dumps({**source, "generated": generated, "real_floor": floor})
-    print(line)
-    write_json(line)
-
-
-def evaluate_stacked(pictures, source):
-    """Prints (and writes) the Stacked MNIST table and JSON of images [N, 28, 28, 3] from
-    `source` (a checkpoint's samples or an --images file)."""
-    from gan import stacked
-
-    generated = stacked.evaluate_images(pictures)
-    floor = stacked.real_floor(len(pictures), FLAGS.data_dir)
-    where = source.get("images") or f"{source['checkpoint_dir']} (step {source['step']})"
-    print(f"{len(pictures)} samples from {where}, each channel classified as an MNIST digit:")
-    print(stacked.format_table(generated, floor))
-    line = json.dumps({**source, "dataset": "stacked_mnist", "generated": generated,
-                       "real_floor": floor})
     print(line)
     write_json(line)
 

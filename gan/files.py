@@ -209,3 +209,11 @@ def check_data_dir(path, flag="data_dir"):
     if path and os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"--{flag}={path} is a file, not a TFDS data folder (give the folder "
                          "that holds mnist/3.0.1/, or leave it out for $TFDS_DATA_DIR)")
+def resolve_data_dir(data_dir=None):
+    """The folder TFDS reads: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    if data_dir:
+        return os.path.abspath(os.path.expanduser(data_dir))
+    env = os.environ.get("TFDS_DATA_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), "tensorflow_datasets")

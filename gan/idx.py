@@ -10,9 +10,14 @@ import zlib
 
 import numpy as np
 
-from gan.data import IDX_FILES, SPLIT_SIZES, _tfds, resolve_data_dir
+from gan import datasets
+from gan.files import resolve_data_dir
 
-IDX_DATASETS = ("mnist", "fashion_mnist")  # those with IDX files (stacked_mnist is made of MNIST)
+# split -> its (images, labels) files, as MNIST and its look-alikes are distributed
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def read_idx(path):
@@ -48,43 +53,44 @@ def find_idx_file(folder, stem):
     raise FileNotFoundError(f"{stem}[.gz] not found in {folder}")
 
 
-def read_idx_split(folder, split):
-    """(images [N, 28, 28], labels [N]) of one split from the IDX files in `folder`; raises
-    ValueError naming the file whose shape, count or labels are not those of the split."""
+def read_idx_split(folder, split, name="mnist"):
+    """(images [N, H, W], labels [N]) of one split of dataset `name` (its Dataset's
+    image_shape, split_sizes and classes: 28x28, 60,000 and 10,000, 10) from the IDX files
+    in `folder`; raises ValueError naming the file whose shape, count or labels are not
+    those of the split."""
+    spec = datasets.get(name)
+    size, shape = spec.split_sizes[split], spec.image_shape
     image_stem, label_stem = IDX_FILES[split]
     image_path, label_path = find_idx_file(folder, image_stem), find_idx_file(folder, label_stem)
     images, labels = read_idx(image_path), read_idx(label_path)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{image_path}: expected N x 28 x 28 images, got {images.shape}")
+    if images.ndim != 3 or images.shape[1:] != shape:
+        raise ValueError(f"{image_path}: expected N x {' x '.join(map(str, shape))} images, "
+                         f"got {images.shape}")
     if labels.ndim != 1:
         raise ValueError(f"{label_path}: expected a list of labels, got shape {labels.shape}")
-    if images.shape[0] != SPLIT_SIZES[split]:
-        raise ValueError(f"{image_path}: expected the {SPLIT_SIZES[split]} images of the "
-                         f"{split} split, got {images.shape[0]}")
+    if images.shape[0] != size:
+        raise ValueError(f"{image_path}: expected the {size} images of the {split} split, "
+                         f"got {images.shape[0]}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"{label_path}: expected {images.shape[0]} labels (one per image), "
                          f"got {labels.shape[0]}")
-    if labels.size and labels.max() > 9:
-        raise ValueError(f"{label_path}: labels must be classes 0-9, found {labels.max()}")
+    if labels.size and labels.max() >= spec.num_classes:
+        raise ValueError(f"{label_path}: labels must be classes 0-{spec.num_classes - 1}, "
+                         f"found {labels.max()}")
     return images, labels
 
 
-# Mean pixel (0-255) of the training images: MNIST's thin strokes on black average 33,
-# Fashion-MNIST's filled-in clothes 73. Halfway tells the two sets of files apart, so that
-# one is not prepared under the other's name (their files have the same names and shapes).
-MEAN_PIXEL_SPLIT = 53
-
-
 def check_matches_dataset(images, name, path):
-    """Raises ValueError if the training images at `path` look like the other dataset's."""
+    """Raises ValueError if the training images at `path` look more like another dataset's
+    than like `name`'s: the IDX datasets share file names and shapes, but not their mean
+    pixel (Dataset.mean_pixel), so one is not prepared under the other's name."""
     mean = float(images.mean()) if images.size else 0.0
-    looks_like = "mnist" if mean < MEAN_PIXEL_SPLIT else "fashion_mnist"
-    if looks_like != name:
-        what = {"mnist": "MNIST's digits (about 33)",
-                "fashion_mnist": "Fashion-MNIST's clothes (about 73)"}
+    described = [spec for spec in datasets.DATASETS.values() if spec.mean_pixel is not None]
+    nearest = min(described, key=lambda spec: abs(spec.mean_pixel - mean))
+    if nearest.name != name:
         raise ValueError(f"{path} does not hold {name}: its images' mean pixel is {mean:.0f}, "
-                         f"as {what[looks_like]}; pass --dataset={looks_like} or the {name} "
-                         "files")
+                         f"as {nearest.title}'s (about {nearest.mean_pixel:.0f}); pass "
+                         f"--dataset={nearest.name} or the {name} files")
 
 
 def prepare_from_idx(idx_dir, data_dir, name="mnist"):
@@ -94,19 +100,22 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
     exactly like a downloaded copy), with its download step replaced by the local files.
     Returns the prepared dataset's folder.
     """
-    if name not in IDX_DATASETS:
-        raise ValueError(f"--dataset={name}: IDX files prepare "
-                         f"{' or '.join(IDX_DATASETS)}"
-                         + (" (stacked_mnist is built from MNIST when training: prepare "
-                            "--dataset=mnist)" if name == "stacked_mnist" else ""))
+    spec = datasets.get(name)
+    if spec.tfds_builder is None:
+        prepared = [s.name for s in datasets.DATASETS.values() if s.tfds_builder]
+        raise ValueError(f"--dataset={name} is not prepared from IDX files (they prepare "
+                         f"{' or '.join(prepared)})"
+                         + (f": {name} is built from {spec.stacked_from} when training, so "
+                            f"prepare --dataset={spec.stacked_from}" if spec.stacked_from else ""))
     for split in IDX_FILES:  # validate everything before writing anything
-        images, _ = read_idx_split(idx_dir, split)
+        images, _ = read_idx_split(idx_dir, split, name)
         if split == "train":
             check_matches_dataset(images, name, find_idx_file(idx_dir, IDX_FILES[split][0]))
         del images
-    tfds = _tfds()  # after the checks: a bad file is refused without TFDS's import
-    base = {"mnist": tfds.image_classification.MNIST,
-            "fashion_mnist": tfds.image_classification.FashionMNIST}[name]
+    # After the checks: a bad file is refused without TFDS's import (heavy).
+    import tensorflow_datasets as tfds
+
+    base = getattr(tfds.image_classification, spec.tfds_builder)
     with tempfile.TemporaryDirectory() as raw:
         paths = {}
         for split, stems in IDX_FILES.items():
@@ -123,7 +132,7 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
             return [
                 tfds.core.SplitGenerator(
                     name=split,
-                    gen_kwargs=dict(num_examples=SPLIT_SIZES[split],
+                    gen_kwargs=dict(num_examples=spec.split_sizes[split],
                                     data_path=paths[f"{split}_data"],
                                     label_path=paths[f"{split}_labels"]),
                 )
@@ -132,7 +141,7 @@ def prepare_from_idx(idx_dir, data_dir, name="mnist"):
 
         with tfds.core.registered.skip_registration():
             local = type("LocalIdx" + base.__name__, (base,),
-                         {"name": name, "_split_generators": split_generators})
+                         {"name": spec.tfds_name, "_split_generators": split_generators})
         builder = local(data_dir=resolve_data_dir(data_dir))
         builder.download_and_prepare()
     return builder.data_path

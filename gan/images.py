@@ -12,13 +12,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from gan import files
+from gan import datasets, files
 
 
 class StripRenderer:
-    """Draws images [N, 28, 28] in [0, 1] as the original did: one row, grayscale, axes off,
+    """Draws images [N, H, W] in [0, 1] as the original did: one row, grayscale, axes off,
     on a figure of N x 1 inches at 100 dpi (1000 x 100 pixels for the default 10 digits).
-    channels=3: images [N, 28, 28, 3] drawn in colour (RGB) in the same layout.
+    image_shape: of one image, the dataset's (gan.datasets): [28, 28] for MNIST; [H, W, 3]
+    images (Stacked MNIST's [28, 28, 3]) are drawn in colour (RGB) in the same layout.
 
     matplotlib lays the figure out once (public API: imshow, canvas.draw and each image's
     window extent); each strip is then painted into that layout with numpy, every digit
@@ -27,14 +28,16 @@ class StripRenderer:
     matplotlib's own draw up to its resampling at the boxes' edges.
     """
 
-    def __init__(self, num_images, dpi=100, channels=1):
-        self.num_images, self.channels = num_images, channels
+    def __init__(self, num_images, dpi=100, image_shape=datasets.MNIST.image_shape):
+        self.num_images, self.image_shape = num_images, tuple(image_shape)
+        self.channels = image_shape[2] if len(image_shape) == 3 else 1
+        image_height, image_width = image_shape[:2]
         figure = Figure(figsize=(num_images, 1), dpi=dpi)
         canvas = FigureCanvasAgg(figure)
         artists = []
         for i in range(num_images):
             ax = figure.add_subplot(1, num_images, i + 1)
-            artists.append(ax.imshow(np.zeros((28, 28)), cmap="gray", vmin=0.0, vmax=1.0))
+            artists.append(ax.imshow(np.zeros((image_height, image_width)), cmap="gray", vmin=0.0, vmax=1.0))
             ax.axis("off")
         canvas.draw()
         self.background = np.asarray(canvas.buffer_rgba())[..., 0].copy()  # [H, W] uint8
@@ -46,8 +49,8 @@ class StripRenderer:
             extent = artist.get_window_extent(renderer)  # display pixels, origin bottom left
             top, bottom = round(height - extent.y1), round(height - extent.y0)
             left, right = round(extent.x0), round(extent.x1)
-            rows = (np.arange(bottom - top) + 0.5) * 28 // (bottom - top)
-            cols = (np.arange(right - left) + 0.5) * 28 // (right - left)
+            rows = (np.arange(bottom - top) + 0.5) * image_height // (bottom - top)
+            cols = (np.arange(right - left) + 0.5) * image_width // (right - left)
             self.boxes.append((slice(top, bottom), slice(left, right),
                                rows.astype(int)[:, None], cols.astype(int)[None, :]))
 
@@ -55,7 +58,7 @@ class StripRenderer:
         """uint8 pixels of the strip: grayscale [100, 100 * N], or RGB [100, 100 * N, 3] for
         3 channels."""
         images = np.asarray(images, np.float64)
-        shape = (self.num_images, 28, 28) + ((self.channels,) if self.channels > 1 else ())
+        shape = (self.num_images, *self.image_shape)
         if images.shape != shape:
             size = "x".join(map(str, shape[1:]))  # 28x28, or 28x28x3
             raise ValueError(f"expected {self.num_images} images of {size}, got {images.shape}")
@@ -76,7 +79,7 @@ class StripRenderer:
 
 def save_strip(images, path):
     """One-off `StripRenderer(len(images)).save(images, path)`."""
-    StripRenderer(len(images)).save(images, path)
+    StripRenderer(len(images), image_shape=np.shape(images)[1:]).save(images, path)
 
 
 def grid(images, cols=None, padding=2):

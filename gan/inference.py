@@ -12,7 +12,7 @@ import tempfile
 
 import tensorflow as tf
 
-from gan import files
+from gan import datasets, files
 
 
 def sample_noise(num, noise_dim, seed, truncation=0.0):
@@ -60,8 +60,9 @@ def label_rule(architecture):
     if not architecture.get("conditional"):
         return None
     prior = architecture.get("cluster_prior")
-    if prior is None:
-        return lambda num, seed: tf.range(num, dtype=tf.int32) % 10
+    if prior is None:  # every class in turn
+        classes = datasets.of_architecture(architecture).num_classes
+        return lambda num, seed: tf.range(num, dtype=tf.int32) % classes
     prior = tf.constant(prior, tf.float64)  # [K]
 
     def clusters(num, seed):

@@ -29,11 +29,12 @@ import dataclasses
 
 import keras
 
-from gan import registry
-from gan.config import CHANNELS, label_count, label_parts
+from gan import datasets, registry
 
-IMAGE_SHAPE = (28, 28)  # one channel; C channels are [28, 28, C] (image_shape)
-NUM_CLASSES = 10
+# [H, W] of every dataset's images (gan.datasets): the layers below are sized for 28x28.
+IMAGE_SHAPE = datasets.MNIST.image_shape[:2]
+PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]  # 784
+NUM_CLASSES = datasets.MNIST.num_classes  # the default dataset's, for make_* called bare
 LABEL_EMBEDDING = 32  # size of the generator's label embedding
 MINIBATCH_STD_GROUP = 4
 DCGAN_CHANNELS = (64, 32)  # generator 7x7x64 -> 14x14x32 -> 28x28x1; D mirrors it
@@ -111,7 +112,7 @@ class Network:
 
 def _mlp_generator(channels):
     return [keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(784 * channels, activation="sigmoid"),
+            keras.layers.Dense(PIXELS * channels, activation="sigmoid"),
             keras.layers.Reshape(image_shape(channels))]
 
 
@@ -126,7 +127,7 @@ def _mlp_large_generator(channels):
     return [keras.layers.Dense(256), _leaky(),
             keras.layers.Dense(512, use_bias=False), _batch_norm(),
             _leaky(),
-            keras.layers.Dense(784 * channels, activation="sigmoid"),
+            keras.layers.Dense(PIXELS * channels, activation="sigmoid"),
             keras.layers.Reshape(image_shape(channels))]
 
 
@@ -285,16 +286,16 @@ def build_generator(architecture):
     model = architecture.get("model")
     if model not in registry.NETWORKS:
         raise ValueError(f"unknown model {model!r} in architecture {architecture}")
-    dataset, clusters = architecture.get("dataset"), architecture.get("clusters")
+    spec, clusters = datasets.of_architecture(architecture), architecture.get("clusters")
     return make_generator(model, architecture["noise_dim"], is_conditional(architecture),
-                          architecture_label_count(architecture), CHANNELS.get(dataset, 1),
-                          label_parts(dataset, clusters))
+                          architecture_label_count(architecture), spec.channels,
+                          spec.label_parts(clusters))
 
 
 def architecture_label_count(architecture):
     """How many labels the conditional networks of a checkpoint's architecture take
-    (config.label_count of its dataset and clusters)."""
-    return label_count(architecture.get("dataset"), architecture.get("clusters"))
+    (Dataset.label_count of its dataset and clusters)."""
+    return datasets.of_architecture(architecture).label_count(architecture.get("clusters"))
 
 
 def is_conditional(architecture):

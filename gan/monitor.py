@@ -168,7 +168,7 @@ class RunMonitor:
     def __init__(self, config, start_step, log=print):
         self.logs_dir = config.resolved_logs_dir()
         self.image_dir = config.image_dir
-        self.image_shape = (28, 28) + ((config.channels,) if config.channels > 1 else ())
+        self.image_shape = config.image_shape
         self.total = config.epochs
         self.log = log
         self.history = HistoryFile(os.path.join(self.logs_dir, HISTORY_FILE), start_step)

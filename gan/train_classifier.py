@@ -8,23 +8,22 @@ package (in an editable install, the repository): to replace a committed file, c
 one over it by hand.
 """
 
-import os
-
 from absl import app, flags, logging
 
-from gan import cli, files
+from gan import cli, datasets, files
 
 FLAGS = flags.FLAGS
 
-# dataset -> (epochs, the least test accuracy its committed weights must reach)
-DEFAULTS = {"mnist": (3, 0.99), "fashion_mnist": (8, 0.90)}
-NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+# The datasets judged by a classifier of their own (gan.datasets: its weights, epochs and
+# least test accuracy).
+JUDGED = {name: spec for name, spec in datasets.DATASETS.items() if spec.classifier_weights}
 
 flags.DEFINE_string("dataset", "mnist",
-                    f"Which dataset's classifier to train: {' or '.join(DEFAULTS)}.")
+                    f"Which dataset's classifier to train: {' or '.join(JUDGED)}.")
 flags.DEFINE_integer("epochs", None,
-                     "Passes over the 60,000 training images (default: "
-                     + ", ".join(f"{e} for {d}" for d, (e, _) in DEFAULTS.items()) + ").")
+                     "Passes over the training images (default: "
+                     + ", ".join(f"{s.classifier_epochs} for {d}" for d, s in JUDGED.items())
+                     + ").")
 flags.DEFINE_integer("batch_size", 64, "Images per Adam step.")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and the data order.")
 flags.DEFINE_string("output", None,
@@ -35,20 +34,22 @@ flags.DEFINE_string("data_dir", None,
                     "TFDS data folder (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets).")
 flags.DEFINE_float("min_accuracy", None,
                    "Refuse to write weights whose test accuracy is below this (default: "
-                   + ", ".join(f"{a} for {d}" for d, (_, a) in DEFAULTS.items()) + ").")
+                   + ", ".join(f"{s.classifier_min_accuracy} for {d}" for d, s in JUDGED.items())
+                   + ").")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.dataset not in DEFAULTS:  # before TensorFlow's import: a typo fails at once
-        cli.fail(f"--dataset must be one of {', '.join(DEFAULTS)}, got '{FLAGS.dataset}'"
-                 + (" (the evaluator of stacked_mnist uses the MNIST classifier on each "
-                    "channel)" if FLAGS.dataset == "stacked_mnist" else ""))
-    default_epochs, default_accuracy = DEFAULTS[FLAGS.dataset]
-    epochs = FLAGS.epochs if FLAGS.epochs is not None else default_epochs
+    if FLAGS.dataset not in JUDGED:  # before TensorFlow's import: a typo fails at once
+        stacked_from = getattr(datasets.DATASETS.get(FLAGS.dataset), "stacked_from", None)
+        cli.fail(f"--dataset must be one of {', '.join(JUDGED)}, got '{FLAGS.dataset}'"
+                 + (f" (the evaluator of {FLAGS.dataset} uses the {stacked_from} classifier "
+                    "on each channel)" if stacked_from else ""))
+    spec = JUDGED[FLAGS.dataset]
+    epochs = FLAGS.epochs if FLAGS.epochs is not None else spec.classifier_epochs
     min_accuracy = (FLAGS.min_accuracy if FLAGS.min_accuracy is not None
-                    else default_accuracy)
+                    else spec.classifier_min_accuracy)
     output = FLAGS.output or f"{FLAGS.dataset}_classifier.weights.h5"
     try:  # every check before the minutes of training
         for name, value in (("epochs", epochs), ("batch_size", FLAGS.batch_size)):
@@ -69,9 +70,10 @@ def main(argv):
     except (ValueError, data.DataUnavailableError) as e:
         cli.fail(e)
     model = classifier.train_classifier(train_x / 255.0, train_y, epochs=epochs,
-                                        batch_size=FLAGS.batch_size, seed=FLAGS.seed, verbose=2)
+                                        batch_size=FLAGS.batch_size, seed=FLAGS.seed, verbose=2,
+                                        dataset=spec.name)
     acc = classifier.accuracy(model, test_x / 255.0, test_y)
-    print(f"{NAMES[FLAGS.dataset]} test accuracy: {acc:.4f}")
+    print(f"{spec.title} test accuracy: {acc:.4f}")
     if acc < min_accuracy:
         cli.fail(f"test accuracy {acc:.4f} is below --min_accuracy={min_accuracy}; "
                  f"{output} was not written", exit_code=1)

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from gan import actions as actions_lib
-from gan import (checkpoints, compilation, data, distribute, images, inference, interrupts,
-                 loop, monitor, resume, runlock, stacked)
+from gan import (checkpoints, compilation, data, datasets, distribute, images, inference,
+                 interrupts, loop, monitor, resume, runlock, stacked)
 from gan import step as step_lib
 
 NonFiniteLossError = actions_lib.NonFiniteLossError  # what train() raises on NaN/Inf
@@ -98,7 +98,7 @@ def _train(config, strategy, save_to, log):
         return state
     # Before the logs and the compile: a run without its data stops here, having written
     # nothing (a glob of the data folder; the data are loaded after the compile).
-    data.check_prepared(data_source(config), config.data_dir)
+    data.check_prepared(config.dataset, config.data_dir)
     log(f"{'Resuming from' if start else 'Starting at'} step {start}; "
         f"training to {config.epochs} epochs (one batch of {config.batch_size} each).")
     if config.xla and strategy is not None:
@@ -114,7 +114,8 @@ def _train(config, strategy, save_to, log):
         # loop's own, which are part of the key of XLA's compilation cache.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             compiled = pool.submit(loop.compile_loop, state, config, strategy, log)
-            renderer = images.StripRenderer(config.num_images, channels=config.channels)
+            renderer = images.StripRenderer(config.num_images,
+                                            image_shape=config.image_shape)
             multi_step = compiled.result()
         # After the checkpoint checks: a refused resume or a finished run needs no data.
         train_images, train_labels = load_training_data(config, state)
@@ -168,23 +169,20 @@ def apply_learning_rates(state, config, log=print):
 
 
 def load_training_data(config, state):
-    """(images uint8/float [N, 28, 28], labels int [N]) of the training split. With
-    --clusters the labels are k-means cluster ids (the digits are never used), and the
-    clusters' shares go into state.cluster_prior, which sampling draws from."""
-    source = data_source(config)
-    train_images, train_labels = data.load_split(source, "train", config.data_dir)
+    """(images uint8/float [N, 28, 28], labels int [N]) of the training split of the
+    dataset's source (for a stacked dataset the one its channels are drawn from: the stream
+    stacks them on the fly). With --clusters the labels are k-means cluster ids (the digits
+    are never used), and the clusters' shares go into state.cluster_prior, which sampling
+    draws from."""
+    spec = datasets.get(config.dataset)
+    train_images, train_labels = data.load_split(spec.source, "train", config.data_dir)
     if config.clusters:
         train_labels = data.cluster_labels(train_images, config.clusters, config.seed)
         prior = np.bincount(train_labels, minlength=config.clusters) / len(train_labels)
-        if config.dataset == "stacked_mnist":  # each channel's cluster: triples of them
-            prior = stacked.cluster_prior(prior)
+        if spec.stacked_from:  # each channel's cluster: tuples of them
+            prior = stacked.cluster_prior(prior, spec.channels)
         state.cluster_prior.assign(prior)
     return train_images, train_labels
-
-
-def data_source(config):
-    """The dataset the run's images are read from: stacked_mnist is made of MNIST on the fly."""
-    return "mnist" if config.dataset == "stacked_mnist" else config.dataset
 
 
 def asked_labels(config, state, num):
@@ -210,9 +208,11 @@ def training_elements(images, labels, config, start):
     k, batch = config.steps_per_call, config.batch_size * config.d_steps
     images, labels = tf.constant(images), tf.constant(labels)  # one copy for both streams
 
+    spec = datasets.get(config.dataset)
     make_batches = data.make_batches
-    if config.dataset == "stacked_mnist":  # labels: triples of digits or of channel clusters
-        make_batches = functools.partial(stacked.make_batches, base=config.clusters or 10)
+    if spec.stacked_from:  # labels: tuples of the channels' classes or clusters
+        make_batches = functools.partial(stacked.make_batches, base=config.clusters or None,
+                                         dataset=spec.name)
 
     def make(first):
         return make_batches(images, labels, batch, config.seed, first, k)

@@ -70,15 +70,25 @@ def splits():
 def prepare(data_dir, idx_dir, arrays):
     """Writes `arrays` ({split: (images, labels)}) as IDX files into idx_dir and prepares
     them as the TFDS dataset 'mnist' in data_dir, with gan.idx's offline path (its size
-    check, gan.data.SPLIT_SIZES, set to these sizes). Returns data_dir."""
-    from gan import data, idx
+    check, the mnist Dataset's split_sizes, set to these sizes). Returns data_dir."""
+    from gan import idx
 
     os.makedirs(idx_dir, exist_ok=True)
     for split, (images, labels) in arrays.items():
-        image_stem, label_stem = data.IDX_FILES[split]
+        image_stem, label_stem = idx.IDX_FILES[split]
         write_idx(os.path.join(idx_dir, image_stem + ".gz"), images)
         write_idx(os.path.join(idx_dir, label_stem + ".gz"), labels)
-    sizes = {split: len(labels) for split, (_, labels) in arrays.items()}
-    with mock.patch.dict(data.SPLIT_SIZES, sizes):
+    with sized_mnist({split: len(labels) for split, (_, labels) in arrays.items()}):
         idx.prepare_from_idx(idx_dir, data_dir, "mnist")
     return data_dir
+
+
+def sized_mnist(split_sizes):
+    """A context in which the mnist Dataset (gan.datasets) has these split sizes
+    ({split: N}): small IDX files then pass gan.idx's size check."""
+    import dataclasses
+
+    from gan import datasets
+
+    return mock.patch.dict(datasets.DATASETS, mnist=dataclasses.replace(
+        datasets.DATASETS["mnist"], split_sizes=split_sizes))

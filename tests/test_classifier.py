@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from gan import classifier
+from gan import classifier, datasets
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
@@ -14,16 +14,19 @@ def test_committed_weights_exist_load_and_are_small(dataset):
     assert os.path.isfile(path) and os.path.getsize(path) < 1_000_000
     model = classifier.for_dataset(dataset)
     assert model is classifier.load_classifier(path)  # loaded once per process
-    assert model.output_shape == (None, classifier.NUM_CLASSES)
+    assert model.output_shape == (None, datasets.get(dataset).num_classes)
 
 
 def test_each_dataset_has_its_own_classifier():
-    assert classifier.weights_path("mnist") == classifier.WEIGHTS_PATH
+    assert classifier.weights_path("mnist").endswith("mnist_classifier.weights.h5")
     assert classifier.for_dataset("mnist") is classifier.load_classifier()
     mnist, fashion = (classifier.for_dataset(d).get_weights() for d in ("mnist", "fashion_mnist"))
     assert not any(np.array_equal(x, y) for x, y in zip(mnist, fashion))
     with pytest.raises(ValueError, match="--dataset must be one of .*, got 'cifar10'"):
         classifier.weights_path("cifar10")
+    # Stacked MNIST's channels are judged by MNIST's classifier: it has none of its own.
+    with pytest.raises(ValueError, match="--dataset=stacked_mnist has no classifier"):
+        classifier.weights_path("stacked_mnist")
 
 
 def test_committed_classifier_reaches_99_percent_on_the_test_split_of_real_mnist(

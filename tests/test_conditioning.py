@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import mock_mnist
 from conftest import run_cli, run_cli_cases
 from gan import checkpoints, data, idx, inference
 
@@ -73,13 +74,10 @@ def band_run(root):
     for split, size in (("train", TRAIN), ("test", TEST)):
         labels = rng.integers(0, 10, size)
         splits[split] = band_images(labels, rng), labels
-        for stem, array in zip(data.IDX_FILES[split], splits[split]):
+        for stem, array in zip(idx.IDX_FILES[split], splits[split]):
             write_idx(idx_dir / stem, array)
-    # The preparation expects MNIST's sizes; a small set prepares in seconds. (The dict's
-    # items are patched: gan.idx holds the same dict under its own name.)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(data.SPLIT_SIZES, "train", TRAIN)
-        patch.setitem(data.SPLIT_SIZES, "test", TEST)
+    # The preparation expects MNIST's sizes; a small set prepares in seconds.
+    with mock_mnist.sized_mnist({"train": TRAIN, "test": TEST}):
         idx.prepare_from_idx(str(idx_dir), str(root / "tfds"))
     run = {"data": str(root / "tfds"), "images": str(root / "img"),
            "checkpoints": str(root / "ckpt"), "train": splits["train"]}

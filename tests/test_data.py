@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import pytest
 
-from gan import data
+from gan import data, files
 from gan import idx as idx_lib
 
 
@@ -125,12 +125,12 @@ def test_missing_data_offline_fails_fast_with_both_remedies(tmp_path, monkeypatc
 
 def test_resolve_data_dir_honours_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    assert data.resolve_data_dir(None) == str(tmp_path)
-    assert data.resolve_data_dir("/x/y") == "/x/y"
+    assert files.resolve_data_dir(None) == str(tmp_path)
+    assert files.resolve_data_dir("/x/y") == "/x/y"
 
 
 def test_unknown_dataset_is_rejected():
-    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+    with pytest.raises(ValueError, match="--dataset must be one of mnist, .*got 'cifar'"):
         data.ensure_available("cifar", "/nonexistent")
 
 

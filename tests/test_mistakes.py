@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import os
 import shutil
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -161,13 +160,13 @@ def test_the_idx_files_of_one_dataset_are_not_prepared_as_another(
 
 
 def test_bad_idx_files_are_refused_naming_the_file(tmp_path):
-    from gan import data, idx
+    from gan import idx
     import mock_mnist
 
     images = np.zeros((4, 28, 28), np.uint8)
     mock_mnist.write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
     mock_mnist.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.array([0, 1, 12, 3]))
-    with mock.patch.dict(data.SPLIT_SIZES, {"train": 4}), \
+    with mock_mnist.sized_mnist({"train": 4, "test": 1}), \
             pytest.raises(ValueError, match=r"train-labels-idx1-ubyte\.gz: labels must be "
                                             r"classes 0-9, found 12"):
         idx.read_idx_split(str(tmp_path), "train")

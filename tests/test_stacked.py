@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import run_cli_cases
 from gan import config as config_lib
-from gan import models, registry, stacked, train_lib
+from gan import datasets, eval_lib, models, registry, stacked, train_lib
 from gan import step as step_lib
 
 
@@ -119,23 +119,27 @@ def test_bad_pack_and_stacked_options_name_their_flag(bad, flag):
         config_lib.TrainConfig(**bad).validate()
 
 
+def mode_metrics(triples):
+    return eval_lib.mode_metrics(triples, "stacked_mnist")
+
+
 def test_mode_metrics_known_answers():
-    one = stacked.mode_metrics(np.full(26000, 345))
+    one = mode_metrics(np.full(26000, 345))
     assert one["modes_covered"] == 1 and one["kl"] == pytest.approx(math.log(1000))
-    even = stacked.mode_metrics(np.tile(np.arange(1000), 26))
+    even = mode_metrics(np.tile(np.arange(1000), 26))
     assert even["modes_covered"] == 1000 and even["kl"] == pytest.approx(0.0, abs=1e-12)
-    half = stacked.mode_metrics(np.arange(500))
+    half = mode_metrics(np.arange(500))
     assert half["modes_covered"] == 500 and half["kl"] == pytest.approx(math.log(2))
     # The split of KL: one repeated triple is three uneven channels, no dependence; the
     # same random digit in all three channels is even channels, all dependence (2 ln 10).
     assert one["kl_channels"] == pytest.approx(3 * math.log(10))
     assert one["dependence"] == pytest.approx(0.0, abs=1e-9)
-    same = stacked.mode_metrics(111 * np.tile(np.arange(10), 100))
+    same = mode_metrics(111 * np.tile(np.arange(10), 100))
     assert same["kl_channels"] == pytest.approx(0.0, abs=1e-9)
     assert same["dependence"] == pytest.approx(2 * math.log(10))
     # Digits 0..4 in channel a (uneven: ln 2), b and c independent and even.
     a, b, c = np.meshgrid(np.arange(5), np.arange(10), np.arange(10), indexing="ij")
-    skewed = stacked.mode_metrics(stacked.triple_labels(np.stack([a, b, c], -1).reshape(-1, 3)))
+    skewed = mode_metrics(stacked.triple_labels(np.stack([a, b, c], -1).reshape(-1, 3)))
     assert skewed["kl_channels"] == pytest.approx(math.log(2))
     assert skewed["dependence"] == pytest.approx(0.0, abs=1e-9)
 
@@ -147,14 +151,15 @@ def test_real_mnist_triples_cover_the_modes_and_one_repeated_triple_covers_one(
     images, labels = data.load_split("mnist", "train", real_mnist_dir)
     x, y = next(iter(stacked.make_batches(images, labels, 8000, seed=1)))
     x, y = x.numpy()[0], y.numpy()[0]
-    triples = stacked.classify_triples(x)
+    triples = eval_lib.classify_modes(x, "stacked_mnist")
     assert np.mean(triples == y) > 0.95  # the classifier reads each channel's digit
-    real = stacked.evaluate_images(x)
-    assert real["modes_covered"] >= 990
-    repeated = stacked.evaluate_images(np.repeat(x[:1], 1000, axis=0))
+    real, floor_8000 = eval_lib.evaluate(x, "stacked_mnist", real_mnist_dir)
+    assert real["modes_covered"] >= 990 and floor_8000["num_samples"] == 8000
+    repeated, _ = eval_lib.evaluate(np.repeat(x[:1], 1000, axis=0), "stacked_mnist",
+                                    real_mnist_dir)
     assert repeated["modes_covered"] == 1
     assert repeated["kl"] == pytest.approx(math.log(1000))
-    floor = stacked.real_floor(26000, real_mnist_dir)
+    floor = eval_lib.mode_floor(26000, real_mnist_dir, "stacked_mnist")
     assert floor["modes_covered"] >= 990 and floor["kl"] < 0.05
 
 
@@ -180,8 +185,9 @@ def test_self_conditioning_on_stacked_mnist_takes_triples_of_channel_clusters():
                                     pack=2)
     config.validate()  # allowed: no digit label is used
     assert config.num_classes == 1000
-    assert config_lib.label_count("mnist", 10) == 10 and config_lib.label_count("mnist") == 10
-    assert config_lib.label_count("stacked_mnist", 3) == 27
+    mnist, stacked_mnist = datasets.get("mnist"), datasets.get("stacked_mnist")
+    assert mnist.label_count(10) == 10 and mnist.label_count() == 10
+    assert stacked_mnist.label_count(3) == 27
     # The stream's labels in base K are the channels' cluster ids.
     images, _ = indexed_digits()
     clusters = np.arange(50, dtype=np.int32) % 3
@@ -190,7 +196,7 @@ def test_self_conditioning_on_stacked_mnist_takes_triples_of_channel_clusters():
     k = clusters[indices]
     assert np.array_equal(y.numpy()[0], 9 * k[:, 0] + 3 * k[:, 1] + k[:, 2])
     # The triples' prior is the product of the channel prior: label 9a + 3b + c.
-    prior = stacked.cluster_prior([0.5, 0.3, 0.2])
+    prior = stacked.cluster_prior([0.5, 0.3, 0.2], 3)
     assert prior.shape == (27,) and prior.sum() == pytest.approx(1.0)
     assert prior[9 * 2 + 3 * 0 + 1] == pytest.approx(0.2 * 0.5 * 0.3)
 
@@ -272,7 +278,7 @@ def test_evaluate_judges_a_stacked_npy_file_and_refuses_gray_images(tmp_path, da
         [f"--images={tmp_path / 'gray.npy'}", *common]])
     assert good.returncode == 0, good.stderr[-3000:]
     printed = json.loads(out.read_text())
-    assert printed["generated"] == stacked.mode_metrics(stacked.classify_triples(x))
+    assert printed["generated"] == mode_metrics(eval_lib.classify_modes(x, "stacked_mnist"))
     assert printed["real_floor"]["num_samples"] == 200 and "modes covered" in good.stdout
     assert gray.returncode == 2
     assert "expected images of shape [N, 28, 28, 3], got [200, 28, 28]" in gray.stderr

@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import shutil
-import sys
 import time
 
 import numpy as np
