@@ -47,13 +47,14 @@ FLAGS = flags.FLAGS
 
 def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla=True,
                       strategy=None):
-    """Iterations/s of gan.loop's compiled multi-step loop on the real data stream (under the
+    """Iterations/s of gan.training.loop's compiled multi-step loop on the real data stream (under the
     tf.distribute `strategy` if given, batch_size then being the global batch; XLA is only
     used without one, as in training)."""
     import tensorflow as tf
 
     from gan import config as config_lib
-    from gan import compilation, data, loop, step
+    from gan.datasets import load as data
+    from gan.training import compilation, loop, step
 
     compilation.configure_cpu()  # as train() does
     state = step.create_state(config_lib.TrainConfig(batch_size=batch_size), strategy)
@@ -71,7 +72,7 @@ def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla
 
 def time_original_loop(images, steps):
     """Iterations/s of the original Keras loop (predict + train_on_batch x 2)."""
-    from gan import original
+    from gan.training import original
 
     loop = original.OriginalLoop()
     real = images.astype("float32") / 255.0
@@ -125,7 +126,7 @@ def end_to_end(results):
 
 def scaling(images, labels, results, batch_sizes):
     """--scaling: images/s per global batch on one device (XLA and not) and mirrored."""
-    from gan import distribute
+    from gan.training import distribute
 
     mirrored = distribute.make_strategy("mirrored")
     replicas = mirrored.num_replicas_in_sync
@@ -172,7 +173,7 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     batch_sizes = check_flags()
-    from gan import distribute
+    from gan.training import distribute
 
     logging.set_verbosity(logging.WARNING)  # tf.distribute's INFO lines would bury the table
 
@@ -180,7 +181,7 @@ def main(argv):
         distribute.configure_cpu_devices(FLAGS.cpu_devices)
     import tensorflow as tf
 
-    from gan import data
+    from gan.datasets import load as data
 
     try:
         images, labels = data.load_split("mnist", "train", FLAGS.data_dir)

@@ -4,12 +4,13 @@ import dataclasses
 import json
 import os
 
-from gan import datasets, registry
+from gan import datasets
+from gan.models import registry
 
-STRATEGIES = ("default", "mirrored", "multi_worker")  # gan.distribute makes them
+STRATEGIES = ("default", "mirrored", "multi_worker")  # gan.training.distribute makes them
 
 
-# How a field may change when a run resumes from a checkpoint (gan.resume reads these):
+# How a field may change when a run resumes from a checkpoint (gan.training.resume reads these):
 FREE = "free"  # not recorded: it does not change what is computed (folders, cadences, speed)
 ARCHITECTURE = "architecture"  # recorded; must match, the checkpoint's variables follow from it
 # recorded only when not its default, so checkpoints made before the field existed resume
@@ -23,7 +24,7 @@ def option(default, help, resume=FREE, why=None, recorded=None):
     """A TrainConfig field: its default, its flag's help, and how a resume treats it (see
     above; `why`: the reason a REFUSED change is refused; `recorded(config)`: whether an
     APPLIED field has an effect in this run, so is recorded). gan.train makes one flag of
-    each field, and gan.resume reads the rest: a new option is one field here."""
+    each field, and gan.training.resume reads the rest: a new option is one field here."""
     return dataclasses.field(default=default, metadata=dict(help=help, resume=resume, why=why,
                                                             recorded=recorded))
 
@@ -50,12 +51,12 @@ class TrainConfig:
     model: str = option(
         "mlp",
         "Architecture: 'mlp' is the original's; 'mlp_large' a deeper, wider MLP with "
-        "LeakyReLU; 'dcgan' convolutional (see gan/models.py).",
+        "LeakyReLU; 'dcgan' convolutional (see gan/models/networks.py).",
         ARCHITECTURE)
     dataset: str = option(
         "mnist",
         "TFDS dataset: mnist or fashion_mnist; or stacked_mnist (three random MNIST digits as "
-        "the channels of one 28x28x3 image: 1,000 modes; gan.stacked).",
+        "the channels of one 28x28x3 image: 1,000 modes; gan.datasets.stacked).",
         ARCHITECTURE)
     data_dir: str | None = option(
         None,
@@ -82,10 +83,10 @@ class TrainConfig:
     keep_checkpoints: int = option(3, "How many recent checkpoints to keep.")
     steps_per_call: int = option(
         100, "Iterations per compiled call (speed only; results do not depend on it).")
-    # Whether the loop is XLA-compiled is recorded by gan.resume itself (it notes a change
+    # Whether the loop is XLA-compiled is recorded by gan.training.resume itself (it notes a change
     # of the noise's draws), from --xla and --strategy together.
     xla: bool = option(True, "Compile the training loop with XLA (jit_compile).")
-    # XLA's persistent compilation cache (gan.compilation): None = $GAN_CACHE_DIR/xla, else
+    # XLA's persistent compilation cache (gan.training.compilation): None = $GAN_CACHE_DIR/xla, else
     # ~/.cache/gan/xla (used if writable); "" = off. Speed only.
     xla_cache_dir: str | None = option(
         None,
@@ -113,7 +114,7 @@ class TrainConfig:
         False,
         "TensorFlow op determinism: the same seed gives bit-identical weights, also after an "
         "interruption and resume (slower; see docs/reliability.md).")
-    # Beyond the original: recipes in experiments/*.flags use these (gan.models, gan.losses).
+    # Beyond the original: recipes in experiments/*.flags use these (gan.models.networks, gan.models.losses).
     conditional: bool = option(
         False, "Class-conditional GAN: G and D take the digit label; strips show 0-9.",
         ARCHITECTURE)
@@ -167,7 +168,7 @@ class TrainConfig:
         "--conditional each pair shares a label), for more variety per label. 0 = off; "
         "--batch_size must be even.",
         APPLIED)
-    # Scaling out (gan.distribute; docs/scaling.md).
+    # Scaling out (gan.training.distribute; docs/scaling.md).
     strategy: str = option(
         "default",
         "tf.distribute strategy: 'default' (one device), 'mirrored' (all local GPUs, or the "

@@ -3,7 +3,7 @@
 Samples --num_samples images from the newest checkpoint's generator (or reads --images, a
 .npy array or a folder of PNGs, from any generator), judges them as images of their dataset
 (--dataset, gan.datasets) and prints a table, beside the same figures for as many real
-training images (the floor), then one JSON line. Logic in gan.eval_lib.evaluate: MNIST
+training images (the floor), then one JSON line. Logic in gan.evaluation.evaluator.evaluate: MNIST
 digits or Fashion-MNIST clothes by their dataset's classifier against its test split; Stacked
 MNIST by the modes covered (of 1,000 digit triples) and KL(samples || uniform).
 """
@@ -59,7 +59,10 @@ def main(argv):
         files.check_data_dir(FLAGS.data_dir)
     except ValueError as e:
         cli.fail(e)
-    from gan import checkpoints, data, eval_lib, inference  # after flag parsing
+    from gan.datasets import load as data
+    from gan.evaluation import evaluator as eval_lib
+    from gan.models import inference
+    from gan.training import checkpoints  # after flag parsing
 
     logging.set_verbosity(logging.WARNING)
     try:

@@ -16,7 +16,7 @@ The folder loads with TensorFlow alone (no Keras, no `gan` package). Its signatu
       `python -m gan.sample --num=num --seed=seed`: the same noise and, for a conditional
       generator, the same labels (digits 0, 1, ..., 9, 0, ...; for a --clusters run
       cluster ids drawn with the clusters' shares of the training data, in an order
-      shuffled by the seed: gan.inference.sampling_labels).
+      shuffled by the seed: gan.models.inference.sampling_labels).
 
 The module also holds noise_dim and num_classes (0 for an unconditional generator) as
 int32 variables and the checkpoint's architecture JSON as a string variable:
@@ -86,7 +86,8 @@ def main(argv):
         check_out(FLAGS.out, FLAGS.checkpoint_dir, FLAGS.overwrite)
     except ValueError as e:
         cli.fail(e)
-    from gan import checkpoints, inference  # after flag parsing: --help stays fast
+    from gan.models import inference
+    from gan.training import checkpoints  # after flag parsing: --help stays fast
 
     try:
         generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)

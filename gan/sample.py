@@ -68,7 +68,9 @@ def main(argv):
         cli.fail(e)
     import numpy as np  # after flag parsing: --help stays fast
 
-    from gan import checkpoints, files, images, inference, models
+    from gan import files, images
+    from gan.models import inference, networks as models
+    from gan.training import checkpoints
 
     try:
         generator, architecture, step = checkpoints.restore_generator(FLAGS.checkpoint_dir)

@@ -72,7 +72,7 @@ STATE_FILE = "state.json"  # a cell's config and time so far, from its first sta
 CELL_FILE = "cell.json"  # a finished cell's record; its presence means "finished"
 EVAL_FILE = "evaluate.json"  # gan.evaluate --json_out
 
-# Evaluator figures (gan.eval_lib.ROWS, gan.stacked.mode_metrics) -> (which way is better,
+# Evaluator figures (gan.evaluation.evaluator.ROWS, gan.datasets.stacked.mode_metrics) -> (which way is better,
 # format). worst_class_accuracy is the study's own: the lowest of a conditional generator's
 # per-class accuracies (label_accuracy).
 FIGURES = {
@@ -316,10 +316,10 @@ def in_use_message(folder, pid):
 
 @contextlib.contextmanager
 def study_lock(folder, shared):
-    """The study folder's lock, <out>/.lock (gan.runlock's file): exclusive for a whole study,
+    """The study folder's lock, <out>/.lock (gan.training.runlock's file): exclusive for a whole study,
     shared for a --cell run, so that cells of one study run side by side but never beside a
     whole study on the same folder. Raises StudyError if it is taken."""
-    from gan import runlock
+    from gan.training import runlock
 
     if not shared:
         try:
@@ -345,8 +345,8 @@ def study_lock(folder, shared):
 
 
 def cell_lock(cell):
-    """The cell folder's own lock (gan.runlock): one process runs a cell at a time."""
-    from gan import runlock
+    """The cell folder's own lock (gan.training.runlock): one process runs a cell at a time."""
+    from gan.training import runlock
 
     os.makedirs(cell.folder, exist_ok=True)
     return runlock.hold(cell.folder)
@@ -394,7 +394,7 @@ def start(args, log_path, threads, append):
 
 
 def format_duration(seconds):
-    """`H:MM:SS`, or `M:SS` under an hour (as gan.monitor's)."""
+    """`H:MM:SS`, or `M:SS` under an hour (as gan.training.monitor's)."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
     seconds = int(round(seconds))
@@ -591,7 +591,7 @@ def run_cells(cells, total, parallel, threads, num_samples):
     """Runs `cells` (unfinished ones of a study of `total` cells), `parallel` at a time, each
     with `threads` threads. Returns the exit code: 0, 1 if a cell failed, 128 + signal if
     stopped."""
-    from gan import runlock
+    from gan.training import runlock
 
     estimate = Estimate()
     for cell in cells:
@@ -941,7 +941,7 @@ def run_study(out):
         for cell in chosen:
             check_cell_config(cell)
         if FLAGS.cell is not None:  # another task of the array on the same cell: refused
-            from gan import runlock
+            from gan.training import runlock
 
             try:
                 stack.enter_context(cell_lock(chosen[0]))

@@ -1,6 +1,6 @@
 """Train the GAN: `python -m gan.train --epochs=10000`.
 
-Only flags live here; the run is gan.train_lib.train(config). Rerunning the same command resumes from
+Only flags live here; the run is gan.training.run.train(config). Rerunning the same command resumes from
 the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
 
 Exit codes: 0 trained (or nothing left to do); 2 bad flags, missing data, unusable
@@ -48,7 +48,7 @@ def folder_lock(config):
     so that a second run on it stops at once; train() takes it again (sharing this one) or,
     for a new folder, first. Under multi_worker only train() knows which worker is the
     chief, the one that locks."""
-    from gan import runlock
+    from gan.training import runlock
 
     if config.strategy == "multi_worker" or not os.path.isdir(config.checkpoint_dir):
         return contextlib.nullcontext()
@@ -65,7 +65,7 @@ def main(argv):
         files.check_data_dir(config.data_dir)
     except ValueError as e:
         cli.fail(e)
-    from gan import runlock
+    from gan.training import runlock
 
     with contextlib.ExitStack() as stack:
         try:
@@ -77,11 +77,13 @@ def main(argv):
 
 def run_training(config):
     """main's work once the folder is locked: train, mapping errors to exit codes."""
-    from gan import compilation
+    from gan.training import compilation
 
     compilation.configure(config)  # before TensorFlow's import sets up its devices
     with cli.heavy_imports():  # after flag parsing: --help stays fast
-        from gan import checkpoints, data, files, interrupts, runlock, train_lib
+        from gan import files
+        from gan.datasets import load as data
+        from gan.training import checkpoints, interrupts, runlock, run as train_lib
 
     logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines would bury the progress
 

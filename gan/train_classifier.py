@@ -61,7 +61,8 @@ def main(argv):
         files.check_data_dir(FLAGS.data_dir)
     except ValueError as e:
         cli.fail(e)
-    from gan import classifier, data  # after flag parsing: --help stays fast
+    from gan.datasets import load as data
+    from gan.evaluation import classifier  # after flag parsing: --help stays fast
 
     logging.set_verbosity(logging.WARNING)
     try:

@@ -103,7 +103,7 @@ def real_mnist_idx_dir():
 @pytest.fixture(scope="session")
 def mnist_train(data_dir):
     """(images uint8 [N, 28, 28], labels int32 [N]) of data_dir's training split."""
-    from gan import data
+    from gan.datasets import load as data
 
     return data.load_split("mnist", "train", data_dir)
 
@@ -214,8 +214,8 @@ def save_generator_checkpoint(folder, kind, seed=11):
     weights moved away from their initial values (so a freshly built generator cannot match
     them) and, for "clusters", CLUSTER_PRIOR as its prior. Needs no data. Returns the
     generator's weights."""
-    from gan import checkpoints
-    from gan import step as step_lib
+    from gan.training import checkpoints
+    from gan.training import step as step_lib
     from gan.config import TrainConfig
 
     state = step_lib.create_state(TrainConfig(seed=seed, **GENERATOR_KINDS[kind]))
@@ -249,7 +249,7 @@ def conditional_checkpoints(tmp_path_factory):
 
 def generator_with(weights, noise_dim=100):
     """The mlp generator holding `weights`."""
-    from gan import models
+    from gan.models import networks as models
 
     generator = models.build_mlp_generator(noise_dim)
     generator.set_weights(weights)
@@ -290,7 +290,7 @@ def noise(batch=32, seed=0):
 @pytest.fixture
 def state():
     """A default-config TrainState, seed 3."""
-    from gan import step as step_lib
+    from gan.training import step as step_lib
     from gan.config import TrainConfig
 
     return step_lib.create_state(TrainConfig(seed=3))

@@ -4,7 +4,7 @@ Digits 0-9 are drawn with the DejaVu fonts that ship with matplotlib, rotated, f
 a 20x20 box and placed in a 28x28 image as MNIST's are (uint8, white on black, each image's
 brightest pixel 255). The committed MNIST classifier calls most of them right, so the
 evaluation code sees digit-like inputs. `prepare` writes them as a TFDS dataset with TFDS's
-own MNIST builder (gan.idx.prepare_from_idx), the same layout `tfds.load` reads.
+own MNIST builder (gan.datasets.idx.prepare_from_idx), the same layout `tfds.load` reads.
 """
 
 import gzip
@@ -69,9 +69,9 @@ def splits():
 
 def prepare(data_dir, idx_dir, arrays):
     """Writes `arrays` ({split: (images, labels)}) as IDX files into idx_dir and prepares
-    them as the TFDS dataset 'mnist' in data_dir, with gan.idx's offline path (its size
+    them as the TFDS dataset 'mnist' in data_dir, with gan.datasets.idx's offline path (its size
     check, the mnist Dataset's split_sizes, set to these sizes). Returns data_dir."""
-    from gan import idx
+    from gan.datasets import idx
 
     os.makedirs(idx_dir, exist_ok=True)
     for split, (images, labels) in arrays.items():
@@ -85,7 +85,7 @@ def prepare(data_dir, idx_dir, arrays):
 
 def sized_mnist(split_sizes):
     """A context in which the mnist Dataset (gan.datasets) has these split sizes
-    ({split: N}): small IDX files then pass gan.idx's size check."""
+    ({split: N}): small IDX files then pass gan.datasets.idx's size check."""
     import dataclasses
 
     from gan import datasets

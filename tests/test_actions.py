@@ -1,8 +1,8 @@
-"""gan.actions: the periodic work of a run."""
+"""gan.training.actions: the periodic work of a run."""
 
 import pytest
 
-from gan import actions
+from gan.training import actions
 
 
 @pytest.mark.parametrize("step,every,offset,expected", [

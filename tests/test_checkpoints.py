@@ -7,8 +7,8 @@ import pytest
 
 import conftest
 from conftest import file_snapshot
-from gan import actions, checkpoints, train_lib
-from gan import step as step_lib
+from gan.training import actions, checkpoints, run as train_lib
+from gan.training import step as step_lib
 from gan.config import TrainConfig
 
 def tiny_config(tmp_path, data_dir, **overrides):
@@ -178,7 +178,7 @@ def test_after_a_fallback_training_ends_bit_identical_and_keeps_good_checkpoints
 
 def test_all_checkpoints_damaged_stops_instead_of_starting_over(trained_80, tmp_path,
                                                                 monkeypatch):
-    from gan import data
+    from gan.datasets import load as data
 
     ckpt = copy_of(trained_80, tmp_path)
     for step in (40, 80):
@@ -195,7 +195,7 @@ def test_all_checkpoints_damaged_stops_instead_of_starting_over(trained_80, tmp_
 @pytest.mark.parametrize("change", [dict(noise_dim=64), dict(dataset="fashion_mnist")])
 def test_another_configuration_is_refused_before_loading_data_and_changes_nothing(
         trained_80, tmp_path, monkeypatch, change):
-    from gan import data
+    from gan.datasets import load as data
 
     copy_of(trained_80, tmp_path)
     # A data folder with no data at all, and loading any fails the test: the refusal must

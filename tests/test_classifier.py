@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from gan import classifier, datasets
+from gan import datasets
+from gan.evaluation import classifier
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
@@ -31,14 +32,14 @@ def test_each_dataset_has_its_own_classifier():
 
 def test_committed_classifier_reaches_99_percent_on_the_test_split_of_real_mnist(
         real_mnist_dir):
-    from gan import data
+    from gan.datasets import load as data
 
     images, labels = data.load_split("mnist", "test", real_mnist_dir)
     assert classifier.accuracy(classifier.load_classifier(), images / 255.0, labels) >= 0.99
 
 
 def test_committed_classifier_reaches_90_percent_real_fashion_mnist(fashion_data_dir):
-    from gan import data
+    from gan.datasets import load as data
 
     images, labels = data.load_split("fashion_mnist", "test", fashion_data_dir)
     images, labels = images[:2000] / 255.0, labels[:2000]  # a slice: the full split is slow

@@ -1,4 +1,4 @@
-"""gan.compilation: XLA's CPU flag and its persistent compilation cache."""
+"""gan.training.compilation: XLA's CPU flag and its persistent compilation cache."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from gan import compilation
+from gan.training import compilation
 from conftest import REPO, checkpoint_tensors, run_cli
 
 
@@ -96,7 +96,7 @@ def test_clear_cache_removes_only_the_entries_of_the_cache_in_use(tmp_path, fres
 # run at the end (the reader gone).
 _FD2_WRITER = r"""
 import os, sys, threading
-from gan import compilation
+from gan.training import compilation
 def write(text):
     os.write(2, text.encode())
 harmless = [line.decode() for line in (

@@ -3,10 +3,10 @@
 The data set is synthetic, so the class of a generated image can be judged here without a
 classifier: class k is a bright horizontal band on rows 4 + 2k and 5 + 2k (k = 0..9) of a
 dark 28x28 image. It is written as IDX files and prepared as the TFDS dataset "mnist" by
-gan.idx (the same path as real MNIST), and `python -m gan.train --conditional` trains on
+gan.datasets.idx (the same path as real MNIST), and `python -m gan.train --conditional` trains on
 it for a few hundred iterations. Then, for each label d, the class judged from the band's
 position must be d for at least 90% of the images, through the three ways a user gets
-images: gan.inference.generate on the restored generator, the run's image strips (classes
+images: gan.models.inference.generate on the restored generator, the run's image strips (classes
 0, 1, 2, ... in order) and `python -m gan.sample --digit`.
 
 The recipe is WGAN-GP on the original's mlp networks, which learns every class of this data
@@ -24,7 +24,9 @@ from PIL import Image
 
 import mock_mnist
 from conftest import run_cli, run_cli_cases
-from gan import checkpoints, data, idx, inference
+from gan.datasets import load as data, idx
+from gan.models import inference
+from gan.training import checkpoints
 
 pytestmark = pytest.mark.slow  # a training run and a sampling run
 
@@ -64,7 +66,7 @@ def write_idx(path, array):
 
 
 def band_run(root):
-    """Writes the band data set (as IDX files, prepared as TFDS "mnist" by gan.idx) under
+    """Writes the band data set (as IDX files, prepared as TFDS "mnist" by gan.datasets.idx) under
     `root` and trains a conditional run on it with gan.train: {"data", "images",
     "checkpoints", "train": (images, labels)}."""
     rng = np.random.default_rng(0)
@@ -102,7 +104,7 @@ def check_the_judge_knows_the_training_data(run):
 
 
 def check_generate(run):
-    """gan.inference.generate on the restored (newest checkpoint's) generator, 100 images
+    """gan.models.inference.generate on the restored (newest checkpoint's) generator, 100 images
     per label."""
     generator, architecture, step = checkpoints.restore_generator(run["checkpoints"])
     assert step == EPOCHS and architecture["conditional"]

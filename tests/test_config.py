@@ -10,7 +10,8 @@ from absl import flags
 
 from conftest import REPO
 from gan import config as config_lib
-from gan import resume, train
+from gan import train
+from gan.training import resume
 
 # What a checkpoint of each recipe in experiments/ (and of the default run) records: moving
 # code must not change it, or checkpoints made before would no longer resume.
@@ -92,7 +93,7 @@ def test_a_new_option_is_one_field(tmp_path):
 
 
 def test_the_step_reads_the_config_it_was_made_with():
-    from gan import step as step_lib
+    from gan.training import step as step_lib
 
     config = config_lib.TrainConfig(loss="hinge", d_steps=2, diversity=0.5)
     state = step_lib.create_state(config)

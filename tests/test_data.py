@@ -7,8 +7,9 @@ import numpy as np
 import tensorflow as tf
 import pytest
 
-from gan import data, files
-from gan import idx as idx_lib
+from gan import files
+from gan.datasets import load as data
+from gan.datasets import idx as idx_lib
 
 
 def test_load_split_real_mnist_shapes_dtype_and_known_facts(real_mnist_dir):

@@ -90,7 +90,8 @@ def bars_dataset(tmp_path, monkeypatch):
     """Registers BARS (with its classifier trained and saved under tmp_path) for one test."""
     import dataclasses
 
-    from gan import classifier, data
+    from gan.datasets import load as data
+    from gan.evaluation import classifier
 
     weights = str(tmp_path / "bars_classifier.weights.h5")
     spec = dataclasses.replace(BARS, classifier_weights=weights)  # a whole path
@@ -106,7 +107,9 @@ def bars_dataset(tmp_path, monkeypatch):
 
 
 def test_a_made_up_dataset_trains_samples_evaluates_and_exports(tmp_path, bars_dataset):
-    from gan import checkpoints, eval_lib, inference, train_lib
+    from gan.evaluation import evaluator as eval_lib
+    from gan.models import inference
+    from gan.training import checkpoints, run as train_lib
 
     logged = []
     config = tiny_config(tmp_path, dataset="bars", conditional=True, epochs=40,

@@ -16,7 +16,8 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import REPO, checkpoint_tensors
-from gan import checkpoints, files, images, monitor, train_lib
+from gan import files, images
+from gan.training import checkpoints, monitor, run as train_lib
 from gan.config import TrainConfig
 
 def enospc(path=None):

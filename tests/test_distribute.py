@@ -1,4 +1,4 @@
-"""gan.distribute and training under tf.distribute: strategies, the chief, mixed precision.
+"""gan.training.distribute and training under tf.distribute: strategies, the chief, mixed precision.
 
 The mirrored and multi-worker runs start their own Python processes: logical CPU devices
 must be configured before TensorFlow initialises its devices, which this pytest process has
@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_cli_cases
-from gan import checkpoints, distribute, loop
-from gan import step as step_lib
+from gan.training import checkpoints, distribute, loop
+from gan.training import step as step_lib
 from gan.config import TrainConfig
 
 # --- choosing a strategy, bad input ------------------------------------------------------------
@@ -152,11 +152,12 @@ def test_mixed_precision_is_part_of_the_architecture_only_when_on(tmp_path):
 COMPARE_SCRIPT = """
 import json, sys
 import numpy as np
-from gan import distribute
+from gan.training import distribute
 distribute.configure_cpu_devices(2)
 import tensorflow as tf
-from gan import config as config_lib, loop
-from gan import step as step_lib
+from gan import config as config_lib
+from gan.training import loop
+from gan.training import step as step_lib
 options, out = json.loads(sys.argv[1]), sys.argv[2]
 result = {}
 for name in ("default", "mirrored"):

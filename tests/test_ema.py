@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from conftest import REPO
 from gan import config as config_lib
-from gan import step as step_lib
+from gan.training import step as step_lib
 
 B = 8
 DECAY = 0.9
@@ -74,10 +74,11 @@ def test_the_ema_generator_keeps_the_live_batch_norm_statistics(model):
 MIRRORED_SCRIPT = """
 import json, sys
 import numpy as np
-from gan import distribute
+from gan.training import distribute
 distribute.configure_cpu_devices(2)
 import tensorflow as tf
-from gan import config as config_lib, loop as loop_lib, step as step_lib
+from gan import config as config_lib
+from gan.training import loop as loop_lib, step as step_lib
 runs, out, steps = json.loads(sys.argv[1]), sys.argv[2], 4
 result = {}
 # One strategy object each: a second MirroredStrategy in a process reuses the first one's

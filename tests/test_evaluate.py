@@ -1,4 +1,4 @@
-"""gan.eval_lib and `python -m gan.evaluate`: known answers on real and font digits,
+"""gan.evaluation.evaluator and `python -m gan.evaluate`: known answers on real and font digits,
 inputs, restore."""
 
 import json
@@ -10,7 +10,8 @@ from PIL import Image
 
 import conftest
 from conftest import run_cli, run_cli_cases
-from gan import checkpoints, eval_lib, monitor, train_lib
+from gan.evaluation import evaluator as eval_lib
+from gan.training import checkpoints, monitor, run as train_lib
 from gan.config import TrainConfig
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def floor_2000(real_mnist_dir):
 
 def test_real_mnist_training_digits_reach_the_floor_and_a_repeated_digit_does_not(
         real_mnist_dir, floor_2000):
-    from gan import data
+    from gan.datasets import load as data
 
     images = data.load_split("mnist", "train", real_mnist_dir)[0]
     others = eval_lib.evaluate_images(images[-2000:], real_mnist_dir)  # not the floor's digits
@@ -139,7 +140,7 @@ def test_fashion_runs_may_evaluate_as_they_train(tmp_path):
 
 @pytest.fixture(scope="module")
 def fashion_test(fashion_data_dir):
-    from gan import data
+    from gan.datasets import load as data
 
     return data.load_split("fashion_mnist", "test", fashion_data_dir)
 
@@ -231,7 +232,7 @@ def test_cli_refuses_bad_requests_clearly_before_evaluating(tmp_path, mnist_trai
     """An empty checkpoint folder, a negative truncation (before any sampling), a missing
     images file, an unknown --dataset, and a Fashion-MNIST generator asked to be judged as
     digits: exit 2 with a message naming the flag, and no --json_out written."""
-    from gan import step as step_lib
+    from gan.training import step as step_lib
 
     np.save(tmp_path / "digits.npy", mnist_train[0][:20])
     fashion = tmp_path / "fashion_ckpt"
@@ -259,7 +260,7 @@ def test_cli_refuses_bad_requests_clearly_before_evaluating(tmp_path, mnist_trai
 
 
 def test_label_accuracy_is_per_asked_digit():
-    from gan import eval_lib
+    from gan.evaluation import evaluator as eval_lib
 
     labels = np.array([0, 0, 0, 0, 1, 1, 2])
     predicted = np.array([0, 0, 0, 5, 1, 7, 2])
@@ -270,7 +271,8 @@ def test_label_accuracy_is_per_asked_digit():
 
 
 def test_conditional_generators_are_asked_for_every_digit_equally():
-    from gan import eval_lib, inference, models
+    from gan.evaluation import evaluator as eval_lib
+    from gan.models import inference, networks as models
 
     conditional = models.make_generator("mlp", 100, conditional=True)
     labels = inference.sampling_labels({"conditional": True}, 25)
@@ -286,7 +288,8 @@ def test_conditional_generators_are_asked_for_every_digit_equally():
 
 def test_the_reference_is_kept_on_disk_and_computed_again_when_damaged(
         tmp_path, monkeypatch, data_dir):
-    from gan import classifier, data
+    from gan.datasets import load as data
+    from gan.evaluation import classifier
 
     monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path))
     eval_lib._reference.cache_clear()  # this process's copy; the disk is the point here

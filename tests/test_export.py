@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import CLUSTER_PRIOR, run_cli
-from gan import checkpoints, inference
+from gan.models import inference
+from gan.training import checkpoints
 
 KINDS = ("unconditional", "digits", "clusters")
 NUM_CLASSES = {"unconditional": 0, "digits": 10, "clusters": len(CLUSTER_PRIOR)}

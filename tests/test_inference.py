@@ -1,4 +1,4 @@
-"""gan.inference: seeded noise (plain and truncated) and uint8 conversion."""
+"""gan.models.inference: seeded noise (plain and truncated) and uint8 conversion."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan import inference
+from gan.models import inference
 
 
 def truncated_normal_std(t):

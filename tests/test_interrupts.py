@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import start_cli, wait_for_file
-from gan import interrupts
+from gan.training import interrupts
 
 
 def test_a_signal_only_sets_the_request_and_handlers_are_restored():
@@ -61,7 +61,7 @@ def test_exit_codes_follow_the_shell_convention():
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stop_signal_saves_the_current_epoch_within_5s_and_the_rerun_loses_none(
         tmp_path, data_dir, signum):
-    from gan import checkpoints, train_lib
+    from gan.training import checkpoints, run as train_lib
     from gan.config import TrainConfig
 
     # No checkpoint on the cadence: the only one can come from the signal.

@@ -1,4 +1,4 @@
-"""gan.loop: the compiled K-step loop around the step."""
+"""gan.training.loop: the compiled K-step loop around the step."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import loop
-from gan import step as step_lib
+from gan.training import loop
+from gan.training import step as step_lib
 from conftest import real_batch, same, weights
 
 
@@ -93,7 +93,7 @@ def _failing_warm_up(failures, calls):
 @pytest.mark.parametrize("failures", [1, 2])
 def test_compile_loop_clears_the_cache_and_compiles_a_new_function_once(
         state, tmp_path, monkeypatch, failures):
-    from gan import compilation
+    from gan.training import compilation
 
     monkeypatch.setattr(compilation, "_active_cache", (str(tmp_path), "gan-test"))
     (tmp_path / "gan-test__1__2__XLA_CPU_JIT.pb").write_bytes(b"cut short")
@@ -113,7 +113,7 @@ def test_compile_loop_clears_the_cache_and_compiles_a_new_function_once(
 
 
 def test_compile_loop_without_a_cache_raises_the_compilation_error(state, monkeypatch):
-    from gan import compilation
+    from gan.training import compilation
 
     monkeypatch.setattr(compilation, "_active_cache", None)
     calls = []

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import step as step_lib
+from gan.training import step as step_lib
 
 B, Z = 8, 100
 GP_WEIGHT, R1, R2 = 3.0, 2.0, 5.0  # not the defaults, and R1 != R2: a swap would show

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from gan import losses, registry
+from gan.models import losses, registry
 
 
 def test_bce_matches_keras_train_on_batch_loss():

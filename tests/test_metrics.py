@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gan import metrics
+from gan.evaluation import metrics
 
 
 def random_covariance(rng, dim):

@@ -160,7 +160,7 @@ def test_the_idx_files_of_one_dataset_are_not_prepared_as_another(
 
 
 def test_bad_idx_files_are_refused_naming_the_file(tmp_path):
-    from gan import idx
+    from gan.datasets import idx
     import mock_mnist
 
     images = np.zeros((4, 28, 28), np.uint8)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gan import models, registry
+from gan.models import networks as models, registry
 
 
 def test_generator_matches_the_original_table():

@@ -7,8 +7,9 @@ import tensorflow as tf
 from PIL import Image
 
 import conftest
-from gan import checkpoints, images, monitor, resume, train_lib
-from gan import step as step_lib
+from gan import images
+from gan.training import checkpoints, monitor, resume, run as train_lib
+from gan.training import step as step_lib
 
 
 def tiny_config(tmp_path, data_dir=None, **overrides):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from gan import original
+from gan.training import original
 
 
 def test_original_loop_runs_and_freezes_d_in_the_combined_update():

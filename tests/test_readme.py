@@ -148,9 +148,34 @@ def layout_section(text):
 def test_every_path_in_the_layout_exists():
     named = set(re.findall(r"\b((?:gan|tests|experiments|docs)/[\w./*-]*\w)",
                            layout_section(read(README))))
-    assert {"gan/train.py", "gan/train_lib.py", "gan/models.py"} <= named
+    assert {"gan/train.py", "gan/config.py", "gan/training"} <= named
     missing = sorted(p for p in named if not glob.glob(os.path.join(REPO, p)))
     assert not missing, f"the README's layout names paths that do not exist: {missing}"
+
+
+def architecture_tree():
+    """The paths of docs/architecture.md's folder tree (its first code block): each line's
+    first word, under the folders of less indented lines above it."""
+    block = re.search(r"^```\n(.*?)^```", read(os.path.join(REPO, "docs", "architecture.md")),
+                      re.MULTILINE | re.DOTALL).group(1)
+    paths, folders = [], []
+    for line in block.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        depth = (len(line) - len(line.lstrip())) // 2
+        if not name or not re.fullmatch(r"[\w.]+/?", name) or depth > len(folders):
+            continue  # a continued description
+        folders[depth:] = [name.rstrip("/")] if name.endswith("/") else []
+        path = "/".join(folders if name.endswith("/") else [*folders[:depth], name])
+        paths.append(path)
+    return paths
+
+
+def test_the_architecture_pages_tree_names_paths_that_exist():
+    paths = architecture_tree()
+    assert {"gan/training/step.py", "gan/models/registry.py", "gan/datasets/__init__.py"} \
+        <= set(paths)
+    missing = [p for p in paths if not os.path.exists(os.path.join(REPO, p))]
+    assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("path", [README, *sorted(glob.glob(os.path.join(REPO, "docs", "*.md")))],

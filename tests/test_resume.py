@@ -1,4 +1,4 @@
-"""Resuming with changed flags (gan.resume): each flag either gives what the README says or
+"""Resuming with changed flags (gan.training.resume): each flag either gives what the README says or
 is refused naming it; checkpoints without the run-settings record resume as before."""
 
 import dataclasses
@@ -13,8 +13,8 @@ import pytest
 
 import conftest
 from conftest import REPO, checkpoint_tensors, file_snapshot
-from gan import checkpoints, resume, train_lib
-from gan import step as step_lib
+from gan.training import checkpoints, resume, run as train_lib
+from gan.training import step as step_lib
 from gan.config import TrainConfig
 
 def check(old, new):
@@ -149,7 +149,7 @@ def test_a_resume_that_switches_xla_on_trains_on_and_says_so(trained_40, tmp_pat
 
 
 def rewrite_as_old_checkpoint(config, step):
-    """Rewrites ckpt-<step> with the record today's code without gan.resume stores: the bare
+    """Rewrites ckpt-<step> with the record today's code without gan.training.resume stores: the bare
     TrainConfig.architecture(), no run settings."""
     state = step_lib.create_state(config)
     manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints)
@@ -215,9 +215,10 @@ def test_a_changed_gp_weight_and_ema_decay_apply_from_the_resumed_step(tmp_path,
 STRATEGY_SCRIPT = """
 import json, sys
 import numpy as np
-from gan import distribute
+from gan.training import distribute
 distribute.configure_cpu_devices(2)
-from gan import config as config_lib, train_lib
+from gan import config as config_lib
+from gan.training import run as train_lib
 from conftest import checkpoint_tensors
 data_dir, folder = sys.argv[1], sys.argv[2]
 def run(name, strategies):

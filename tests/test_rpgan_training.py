@@ -8,7 +8,7 @@ import numpy as np
 
 import conftest
 from conftest import checkpoint_tensors
-from gan import checkpoints, resume, train_lib
+from gan.training import checkpoints, resume, run as train_lib
 
 OPTIONS = dict(loss="rpgan", r1=1.0, r2=1.0, batch_size=8, pack=2, conditional=True,
                clusters=4, ema=True, checkpoint_every=10, save_every=10, seed=3)

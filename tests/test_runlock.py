@@ -1,4 +1,4 @@
-"""One writer per run folder (gan.runlock): a real second process, kill -9, read-only commands."""
+"""One writer per run folder (gan.training.runlock): a real second process, kill -9, read-only commands."""
 
 import os
 import signal
@@ -9,12 +9,12 @@ import time
 import pytest
 
 from conftest import REPO, run_cli, start_cli, wait_for_file
-from gan import runlock
+from gan.training import runlock
 
 # A process that holds the lock of argv[1], says so on stdout, and keeps it until killed.
 HOLDER = """
 import sys, time
-from gan import runlock
+from gan.training import runlock
 with runlock.hold(sys.argv[1]):
     print("held", flush=True)
     time.sleep(600)
@@ -61,7 +61,7 @@ def test_the_lock_goes_with_its_holder_even_after_kill_9(holder):
 # Exit status 3 if the lock of argv[1] is held by another process, else 0.
 TRY_LOCK = """
 import sys
-from gan import runlock
+from gan.training import runlock
 try:
     with runlock.hold(sys.argv[1]):
         pass
@@ -106,7 +106,8 @@ def test_read_only_commands_work_on_a_locked_folder(generator_checkpoint, tmp_pa
     """gan.sample, gan.evaluate and gan.export read checkpoints through restore_generator
     (and export through export_saved_model), which take no lock, while another process
     holds the folder's."""
-    from gan import checkpoints, inference
+    from gan.models import inference
+    from gan.training import checkpoints
 
     folder, _ = generator_checkpoint
     process = subprocess.Popen([sys.executable, "-c", HOLDER, folder], cwd=REPO, text=True,
@@ -163,7 +164,7 @@ def test_a_reader_looks_again_when_a_training_run_rotates_checkpoints_away(
 
     import tensorflow as tf
 
-    from gan import checkpoints
+    from gan.training import checkpoints
 
     folder = str(tmp_path / "ckpt")
     shutil.copytree(generator_checkpoint[0], folder)

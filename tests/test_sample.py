@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from conftest import generator_with, run_cli, run_cli_cases
-from gan import images, inference
+from gan import images
+from gan.models import inference
 
 def expected_images(weights, num, seed, truncation=0.0):
     return inference.generate(generator_with(weights),

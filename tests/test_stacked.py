@@ -1,4 +1,4 @@
-"""Stacked MNIST (gan.stacked) and PacGAN's packing (--pack): stream, models, step,
+"""Stacked MNIST (gan.datasets.stacked) and PacGAN's packing (--pack): stream, models, step,
 evaluation and a whole tiny run."""
 
 import json
@@ -11,8 +11,12 @@ from PIL import Image
 
 from conftest import run_cli_cases
 from gan import config as config_lib
-from gan import datasets, eval_lib, models, registry, stacked, train_lib
-from gan import step as step_lib
+from gan import datasets
+from gan.datasets import stacked
+from gan.evaluation import evaluator as eval_lib
+from gan.models import networks as models, registry
+from gan.training import run as train_lib
+from gan.training import step as step_lib
 
 
 def indexed_digits(n=50):
@@ -146,7 +150,7 @@ def test_mode_metrics_known_answers():
 
 def test_real_mnist_triples_cover_the_modes_and_one_repeated_triple_covers_one(
         real_mnist_dir):
-    from gan import data
+    from gan.datasets import load as data
 
     images, labels = data.load_split("mnist", "train", real_mnist_dir)
     x, y = next(iter(stacked.make_batches(images, labels, 8000, seed=1)))
@@ -240,7 +244,8 @@ def test_channel_cluster_labels_are_embedded_digit_by_digit():
 
 def test_tiny_self_conditioned_packed_run_on_stacked_mnist_samples_by_the_prior(tmp_path,
                                                                                 data_dir):
-    from gan import checkpoints, inference
+    from gan.models import inference
+    from gan.training import checkpoints
 
     config = config_lib.TrainConfig(
         dataset="stacked_mnist", pack=2, conditional=True, clusters=2, model="mlp",

@@ -1,12 +1,12 @@
-"""gan.step: the state and one iteration."""
+"""gan.training.step: the state and one iteration."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import inference
-from gan import step as step_lib
+from gan.models import inference
+from gan.training import step as step_lib
 from conftest import noise, real_batch, same, weights
 
 

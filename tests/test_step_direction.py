@@ -3,7 +3,7 @@
 On one fixed batch: a D update makes D(real) rise and D(G(z)) fall; a G update makes
 D(G(z)) rise (D's output is a probability for bce, a score for hinge, wgan-gp and rpgan). For
 wgan-gp, D's loss is the Wasserstein term plus lambda times the gradient penalty, both
-computed here from the networks, independently of gan.losses.
+computed here from the networks, independently of gan.models.losses.
 
 Shapes: B = 32 images [B, 28, 28] in [0, 1], noise [B, 100], alpha [B, 1, 1], D outputs [B, 1].
 """
@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import registry
-from gan import step as step_lib
+from gan.models import registry
+from gan.training import step as step_lib
 
 B, Z = 32, 100
 LOSSES = tuple(registry.LOSSES)

@@ -1,6 +1,6 @@
 """The project's training step is the original program's iteration.
 
-The reference is gan.original.OriginalLoop, the original script's Keras loop: G.predict on
+The reference is gan.training.original.OriginalLoop, the original script's Keras loop: G.predict on
 noise, D.train_on_batch on [real; fake] with labels [1; 0], then the combined model's
 (G -> frozen D) train_on_batch on new noise with labels 1; each model compiled with Adam's
 defaults and binary cross-entropy. Both programs start from the same weights (copied with
@@ -15,12 +15,12 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import original
-from gan import step as step_lib
+from gan.training import original
+from gan.training import step as step_lib
 
 B, Z = 32, 100
 TOLERANCE = 1e-5
-CLIP = 1e-7  # Keras's epsilon: gan.losses clips probabilities to [CLIP, 1 - CLIP]
+CLIP = 1e-7  # Keras's epsilon: gan.models.losses clips probabilities to [CLIP, 1 - CLIP]
 
 
 class ScriptedRng:
@@ -147,7 +147,7 @@ def test_the_saturated_batch_is_beyond_the_clip_on_both_sides():
     assert ((plain_fake > CLIP) & (plain_fake < 1 - CLIP)).all()
 
 
-# Where the two programs differ, and why (a mismatch, not a choice): gan.losses.bce clips
+# Where the two programs differ, and why (a mismatch, not a choice): gan.models.losses.bce clips
 # probabilities to [1e-7, 1 - 1e-7] so that its losses match train_on_batch, but Keras 3
 # clips only in eager mode. Its train_on_batch runs a traced function, and there binary
 # cross-entropy on the output of a sigmoid activation is computed from the sigmoid's input,

@@ -69,7 +69,7 @@ def wait_for_checkpoint(folder, process, timeout=300):
 
 
 def lock_holder(folder):
-    from gan import runlock
+    from gan.training import runlock
 
     return runlock.holder_pid(os.path.join(folder, ".lock"))
 

@@ -78,7 +78,8 @@ def test_bad_flags_are_refused_naming_the_flag_before_anything_is_written(
     """What `python -m gan.train` does with them, in this process: train() raises
     ValueError naming the flag (its main turns that into `error: ...`, exit 2) before any
     checkpoint, image or data is touched."""
-    from gan import data, train_lib
+    from gan.datasets import load as data
+    from gan.training import run as train_lib
 
     (tmp_path / "a_file").write_text("a file, so no folder can be made under it")
     flag = flag.format(tmp=tmp_path)
@@ -111,7 +112,7 @@ def test_prepare_command_rejects_a_folder_without_idx_files(tmp_path):
 
 @pytest.mark.slow
 def test_nan_loss_exits_2_naming_the_epoch_and_saves_nothing_non_finite(tmp_path, data_dir):
-    from gan import checkpoints, train_lib
+    from gan.training import checkpoints, run as train_lib
     from gan.config import TrainConfig
 
     config = TrainConfig(epochs=100, checkpoint_every=50, save_every=50, steps_per_call=10,

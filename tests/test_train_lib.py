@@ -1,4 +1,4 @@
-"""gan.train_lib: a whole run."""
+"""gan.training.run: a whole run."""
 
 import json
 
@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 
 from gan import config as config_lib
-from gan import data, train_lib
-from gan import step as step_lib
+from gan.datasets import load as data
+from gan.training import run as train_lib
+from gan.training import step as step_lib
 from conftest import noise, real_batch, same, weights
 
 
@@ -54,7 +55,7 @@ def embedding_rows(model):
 def _save_conditional_ema_run(folder, clusters=0):
     """A one-step conditional run with EMA, checkpointed as a training run would be (with
     `clusters`, the last cluster holds all the training images)."""
-    from gan import checkpoints
+    from gan.training import checkpoints
 
     config = config_lib.TrainConfig(seed=0, conditional=True, ema=True, ema_decay=0.5,
                                     clusters=clusters)
@@ -69,7 +70,8 @@ def _save_conditional_ema_run(folder, clusters=0):
 
 
 def test_restore_generator_gives_the_ema_weights_of_a_conditional_run(tmp_path):
-    from gan import checkpoints, inference
+    from gan.models import inference
+    from gan.training import checkpoints
 
     state = _save_conditional_ema_run(tmp_path)
     generator, architecture, step = checkpoints.restore_generator(str(tmp_path))
@@ -89,7 +91,8 @@ def test_clusters_need_the_conditional_networks_and_at_least_two():
 
 
 def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, monkeypatch):
-    from gan import checkpoints, data
+    from gan.datasets import load as data
+    from gan.training import checkpoints
 
     seen = {}
 
@@ -127,7 +130,7 @@ def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, mon
 def test_sample_draws_the_asked_digit_and_a_clustered_run_by_cluster_sizes_judged_unconditional(
         tmp_path, data_dir):
     from conftest import run_cli, run_cli_cases
-    from gan import inference
+    from gan.models import inference
 
     state = _save_conditional_ema_run(tmp_path / "ckpt", clusters=4)  # all in cluster 3
     digits = _save_conditional_ema_run(tmp_path / "digits")  # the digit-conditional run

@@ -8,7 +8,7 @@ Used by `python -m gan.bench`; not used for training.
 import keras
 import numpy as np
 
-from gan import models
+from gan.models import networks as models
 
 
 class OriginalLoop:

@@ -5,8 +5,8 @@
 same for as many real training images (what a perfect generator would reach at that sample
 size; the figures are biased by it, so compare at equal counts). Which figures depends on
 the Dataset's `evaluation`:
-  "features": every metric of gan.metrics in the features of the dataset's classifier
-      (gan.classifier), against its test split (evaluate_images, real_floor);
+  "features": every metric of gan.evaluation.metrics in the features of the dataset's classifier
+      (gan.evaluation.classifier), against its test split (evaluate_images, real_floor);
   "modes": each channel classified by the classifier of the dataset it is drawn from, the
       modes (class tuples) covered and KL from uniform (PacGAN's Stacked MNIST protocol:
       mode_metrics, mode_floor).
@@ -23,7 +23,9 @@ import zipfile
 
 import numpy as np
 
-from gan import classifier, data, datasets, files, metrics, stacked
+from gan import datasets, files
+from gan.datasets import load as data, stacked
+from gan.evaluation import classifier, metrics
 
 K_NEAREST = 3
 MIN_IMAGES = 10  # fewer cannot fill a 3-NN manifold or a covariance meaningfully
@@ -344,7 +346,7 @@ def sample_images(generator, num_samples, seed=0, truncation=0.0, labels=None):
     stateless draw, which never touches the training noise generator; truncation: see
     inference.sample_noise). labels int [N]: what a conditional generator is asked for
     (inference.sampling_labels), None for an unconditional one."""
-    from gan import inference
+    from gan.models import inference
 
     noise = inference.sample_noise(num_samples, generator.inputs[0].shape[-1], seed,
                                    truncation)

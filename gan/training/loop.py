@@ -7,7 +7,8 @@ labels int32 [K, B'].
 
 import tensorflow as tf
 
-from gan import compilation, models, step as step_lib
+from gan.models import networks as models
+from gan.training import compilation, step as step_lib
 
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
@@ -92,7 +93,7 @@ def warm_up(multi_step, config):
 def compile_loop(state, config, strategy=None, log=print):
     """make_multi_step for `config`, traced and compiled by warm_up.
 
-    With XLA's persistent compilation cache on (gan.compilation), a failed compilation means
+    With XLA's persistent compilation cache on (gan.training.compilation), a failed compilation means
     a cache entry could not be read (e.g. one cut short by a full disk or a crash): this
     machine's entries are removed and the loop compiled afresh, once; if that fails too,
     raises compilation.CacheError. The state does not change either way.

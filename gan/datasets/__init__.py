@@ -31,14 +31,14 @@ class Dataset:
         default_factory=lambda: {"train": 60000, "test": 10000})
     # Where its splits come from (one of three): the TFDS dataset `tfds_name`; or, with
     # `stacked_from`, channels of independently drawn images of that dataset (built on the
-    # fly, gan.stacked); or `loader(split, data_dir) -> (images uint8 [N, H, W], labels
+    # fly, gan.datasets.stacked); or `loader(split, data_dir) -> (images uint8 [N, H, W], labels
     # int [N])`, e.g. data made up by a test.
     tfds_name: str | None = None
     stacked_from: str | None = None
     loader: Callable | None = None
-    tfds_builder: str | None = None  # tfds.image_classification's builder, for gan.idx
+    tfds_builder: str | None = None  # tfds.image_classification's builder, for gan.datasets.idx
     # Mean pixel (0-255) of its training images, for datasets prepared from IDX files: the
-    # IDX files of MNIST-like datasets share names and shapes, so gan.idx tells them apart by
+    # IDX files of MNIST-like datasets share names and shapes, so gan.datasets.idx tells them apart by
     # it (MNIST's thin strokes on black average 33, Fashion-MNIST's filled-in clothes 73).
     mean_pixel: float | None = None
     # The classifier that judges its images: weights file in gan/assets (or a whole path);
@@ -47,7 +47,7 @@ class Dataset:
     classifier_weights: str | None = None
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
-    # What its evaluation reports (gan.eval_lib.evaluate): "features" = FD, KID, classifier
+    # What its evaluation reports (gan.evaluation.evaluator.evaluate): "features" = FD, KID, classifier
     # score, classes covered, class-mix KL, precision and recall against the test split;
     # "modes" = modes covered (class tuples over the channels) and KL from uniform
     # (PacGAN's Stacked MNIST protocol). eval_samples: gan.evaluate's default sample count.
@@ -79,14 +79,14 @@ class Dataset:
         return self.stacked_from or self.name
 
     def label_parts(self, clusters=0):
-        """How many parts a conditional network's label has (gan.models' label embedding):
+        """How many parts a conditional network's label has (gan.models.networks' label embedding):
         with --clusters one cluster id per channel, else 1."""
         return self.channels if clusters else 1
 
     def label_count(self, clusters=0):
         """How many labels conditional networks take: one per class; with --clusters=K, K
         clusters, and for C > 1 channels K ** C, one per tuple of the channels' clusters (the
-        label of an image is ka * K**2 + kb * K + kc for three, gan.stacked)."""
+        label of an image is ka * K**2 + kb * K + kc for three, gan.datasets.stacked)."""
         if not clusters:
             return self.num_classes
         return clusters ** self.label_parts(clusters)
@@ -106,7 +106,7 @@ DATASETS = {
         tfds_name="fashion_mnist", tfds_builder="FashionMNIST", mean_pixel=72.9,
         classifier_weights="fashion_mnist_classifier.weights.h5", classifier_epochs=8,
         classifier_min_accuracy=0.90),
-    # Three MNIST training digits as the channels of one image: 1,000 modes (gan.stacked).
+    # Three MNIST training digits as the channels of one image: 1,000 modes (gan.datasets.stacked).
     "stacked_mnist": Dataset(
         name="stacked_mnist", title="Stacked MNIST", class_names=DIGITS,
         image_shape=(28, 28, 3), stacked_from="mnist", evaluation="modes",

@@ -1,7 +1,7 @@
 """The training state and one GAN iteration.
 
 `train_step` is the whole iteration: draw the noise, update D (d_steps times), update G,
-move the EMA copy. XLA, the K-step loop and tf.distribute wrap it from outside (gan.loop).
+move the EMA copy. XLA, the K-step loop and tf.distribute wrap it from outside (gan.training.loop).
 
 Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1] ([B, 28, 28, C] with C
 channels), D outputs [B, 1]; with --pack=k D sees B/k packs [B/k, 28, 28, k*C] (`pack`) and
@@ -14,7 +14,8 @@ import functools
 import keras
 import tensorflow as tf
 
-from gan import losses, models, registry, resume
+from gan.models import losses, networks as models, registry
+from gan.training import resume
 
 
 class TrainState(tf.train.Checkpoint):

@@ -1,5 +1,5 @@
 """GAN losses. The original's: binary cross-entropy on the discriminator's probabilities;
-also hinge, WGAN-GP and RpGAN (on unbounded scores, see gan.models for which D outputs
+also hinge, WGAN-GP and RpGAN (on unbounded scores, see gan.models.networks for which D outputs
 which).
 
 Discriminator: real labelled 1, fake labelled 0, mean BCE over the 2B images (as the original
@@ -108,16 +108,16 @@ def mode_seeking(images, noise, eps=1e-5):
     return 1.0 / (apart / tf.reduce_mean(tf.abs(noise[0::2] - noise[1::2])) + eps)
 
 
-# --- the losses --model's networks are trained with, by name (gan.registry.LOSSES) ----------
+# --- the losses --model's networks are trained with, by name (gan.models.registry.LOSSES) ----------
 
 
 class Loss:
-    """A GAN loss, as the step uses it (gan.step): D's loss on its outputs for the real and
+    """A GAN loss, as the step uses it (gan.training.step): D's loss on its outputs for the real and
     the fake halves of a batch ([P, 1] each, row i of one paired with row i of the other),
     G's loss on D's outputs for its fakes (and for real images, if `generator_reads_real`),
     and an optional penalty added to D's loss.
 
-    probabilities: D ends in a sigmoid and outputs P(real) (gan.models), else an unbounded
+    probabilities: D ends in a sigmoid and outputs P(real) (gan.models.networks), else an unbounded
     score. interpolates: the penalty needs one interpolation weight per sample per D update
     (`interpolation_weights`), drawn with the step's other random numbers.
     generator_reads_real: G's loss compares its fakes with reals, so the G update also runs

@@ -93,7 +93,7 @@ def generate(generator, noise, labels=None, batch_size=1000):
     `batch_size`: noise [N, Z] -> float32 tensor [N, 28, 28] in [0, 1]. labels int [N]: what
     a conditional generator is asked to draw (sampling_labels); None for an unconditional
     one. Works eagerly and inside a tf.function (N must be static there)."""
-    from gan import models
+    from gan.models import networks as models
 
     noise = tf.convert_to_tensor(noise, tf.float32)
     if labels is not None:
@@ -121,7 +121,7 @@ class GeneratorModule(tf.Module):
     """
 
     def __init__(self, generator, architecture):
-        from gan import models
+        from gan.models import networks as models
 
         super().__init__(name="gan_generator")
         noise_dim = int(architecture["noise_dim"])

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from gan import datasets, files
 
-ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 FEATURES_LAYER = "features"
 
 

@@ -2,7 +2,7 @@
 
 The run calls `for action in actions: action(step, state, metrics)` after every compiled
 chunk, where `step` is the step counter after the chunk and `metrics` the chunk's output
-(gan.loop.make_multi_step). Each action owns its cadence: `next_due(step)` is the next step
+(gan.training.loop.make_multi_step). Each action owns its cadence: `next_due(step)` is the next step
 counter it must see, so the run ends each chunk there; an action with no cadence of its own
 (NonFiniteGuard, LogMetrics, StopOnSignal) acts after every chunk.
 """
@@ -14,7 +14,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gan import checkpoints, eval_lib, images, inference, interrupts, loop, step as step_lib
+from gan import images
+from gan.evaluation import evaluator as eval_lib
+from gan.models import inference
+from gan.training import checkpoints, interrupts, loop, step as step_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,7 +98,7 @@ class SaveCheckpoint(Action):
     raises NonFiniteLossError and nothing is written. With a `writer` (an
     images.BackgroundWriter) its pending jobs are done first, and a failed one (e.g. a full
     disk) is raised instead of the save: no checkpoint claims steps whose files are lost.
-    A full disk during the save itself raises files.DiskFullError (gan.checkpoints.save)."""
+    A full disk during the save itself raises files.DiskFullError (gan.training.checkpoints.save)."""
 
     def __init__(self, manager, every, total, saved_step, writer=None):
         self.manager, self.every, self.total = manager, every, total

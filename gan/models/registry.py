@@ -2,9 +2,9 @@
 importing TensorFlow, and where construction finds their code.
 
 Each entry names the object that implements it as "module:attribute", imported on first use
-(`network`, `loss`): a gan.models.Network (the layers of a generator and a discriminator) or
-a gan.losses.Loss (D's and G's losses and any penalty). To add one, write that object (in
-gan/models.py, gan/losses.py or a module of its own) and add its line here; the flag, its
+(`network`, `loss`): a gan.models.networks.Network (the layers of a generator and a discriminator) or
+a gan.models.losses.Loss (D's and G's losses and any penalty). To add one, write that object (in
+gan/models/networks.py, gan/models/losses.py or a module of its own) and add its line here; the flag, its
 validation, checkpoints, sampling and export follow.
 """
 
@@ -25,18 +25,18 @@ class Entry:
 
 
 NETWORKS = {
-    "mlp": Entry("gan.models:MLP"),  # the original's: Dense 256 in G and in D
-    "mlp_large": Entry("gan.models:MLP_LARGE"),
-    "dcgan": Entry("gan.models:DCGAN"),
+    "mlp": Entry("gan.models.networks:MLP"),  # the original's: Dense 256 in G and in D
+    "mlp_large": Entry("gan.models.networks:MLP_LARGE"),
+    "dcgan": Entry("gan.models.networks:DCGAN"),
 }
 
 LOSSES = {
-    "bce": Entry("gan.losses:BCE"),  # the original's
-    "hinge": Entry("gan.losses:HINGE"),
-    "wgan-gp": Entry("gan.losses:WGAN_GP", packs=False, options=("gp_weight",)),
+    "bce": Entry("gan.models.losses:BCE"),  # the original's
+    "hinge": Entry("gan.models.losses:HINGE"),
+    "wgan-gp": Entry("gan.models.losses:WGAN_GP", packs=False, options=("gp_weight",)),
     # R1 and R2 are defined per D input, so a pack (one input of k samples) is penalised
     # like a single image.
-    "rpgan": Entry("gan.losses:RPGAN", options=("r1", "r2")),
+    "rpgan": Entry("gan.models.losses:RPGAN", options=("r1", "r2")),
 }
 
 
@@ -59,10 +59,10 @@ def _load(entry):
 
 
 def network(name):
-    """The gan.models.Network called `name` (ValueError naming --model if there is none)."""
+    """The gan.models.networks.Network called `name` (ValueError naming --model if there is none)."""
     return _load(check(NETWORKS, name, "model"))
 
 
 def loss(name):
-    """The gan.losses.Loss called `name` (ValueError naming --loss if there is none)."""
+    """The gan.models.losses.Loss called `name` (ValueError naming --loss if there is none)."""
     return _load(check(LOSSES, name, "loss"))

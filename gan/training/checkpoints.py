@@ -14,7 +14,9 @@ import time
 
 import tensorflow as tf
 
-from gan import files, models, resume
+from gan import files
+from gan.models import networks as models
+from gan.training import resume
 
 
 class CheckpointError(RuntimeError):
@@ -168,10 +170,10 @@ def describe_failure(prefix, error):
 def restore_latest(state, manager, record, log=print):
     """Restores the newest usable checkpoint into `state`; returns its step (0 if none).
 
-    record: this run's JSON record (gan.resume.record(config); a bare
+    record: this run's JSON record (gan.training.resume.record(config); a bare
     TrainConfig.architecture() also works, without the run settings' checks). Raises
     CheckpointError, naming each flag, if checkpoints exist but were made with another
-    architecture or with run settings a resume may not change (gan.resume; nothing is
+    architecture or with run settings a resume may not change (gan.training.resume; nothing is
     overwritten), or if every checkpoint is damaged. Logs the settings this run changes.
     From here on `state` holds `record`, so its checkpoints record this run's settings.
     """

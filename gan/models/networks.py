@@ -4,7 +4,7 @@
   generator:     z[100] -> Dense 256 ReLU -> Dense 784 sigmoid -> Reshape 28x28   (227,344 params)
   discriminator: x[28,28] -> Flatten -> Dense 256 ReLU -> Dense 1 sigmoid         (201,217 params)
 
-Other models (gan.registry.NETWORKS): `mlp_large` (a deeper, wider MLP with LeakyReLU, sized for CPUs:
+Other models (gan.models.registry.NETWORKS): `mlp_large` (a deeper, wider MLP with LeakyReLU, sized for CPUs:
 G z -> 256 -> 512 (batch norm) -> 784, D 784 -> 512 -> 256 -> 1, about 0.56M + 0.53M
 parameters) and `dcgan`
 (DCGAN-style, slimmed for 2 CPU cores: G z -> Dense 7x7x64 (batch norm, ReLU) -> transposed
@@ -29,7 +29,8 @@ import dataclasses
 
 import keras
 
-from gan import datasets, registry
+from gan import datasets
+from gan.models import registry
 
 # [H, W] of every dataset's images (gan.datasets): the layers below are sized for 28x28.
 IMAGE_SHAPE = datasets.MNIST.image_shape[:2]
@@ -92,7 +93,7 @@ def _leaky():
     return keras.layers.LeakyReLU(negative_slope=0.2)
 
 
-# --- the networks --model names (gan.registry.NETWORKS) --------------------------------------
+# --- the networks --model names (gan.models.registry.NETWORKS) --------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +174,7 @@ DCGAN = Network(_dcgan_generator, _dcgan_discriminator)
 class LabelDigits(keras.layers.Layer):
     """labels int32 [...] in 0..base**parts-1 -> their base-`base` digits int32 [..., parts],
     most significant first: a Stacked MNIST cluster label ka K^2 + kb K + kc -> (ka, kb, kc),
-    one cluster id per channel (gan.stacked.triple_labels)."""
+    one cluster id per channel (gan.datasets.stacked.triple_labels)."""
 
     def __init__(self, base, parts, **kwargs):
         super().__init__(**kwargs)
@@ -228,10 +229,10 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
     """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
     conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
     unbounded score. channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
-    images' channels: gan.step.pack).
+    images' channels: gan.training.step.pack).
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4).
     Conditional with pack=k > 1: labels int32 [B, k], the labels of a pack's k samples, whose
-    embeddings are averaged into the projection (gan.step.pack_labels). label_parts P > 1:
+    embeddings are averaged into the projection (gan.training.step.pack_labels). label_parts P > 1:
     each label is P digits (_embed_labels), their embeddings averaged likewise."""
     trunk = registry.network(model).discriminator(spectral_norm, channels)
     if minibatch_std:

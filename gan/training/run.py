@@ -1,11 +1,11 @@
 """A training run: restore, then the compiled loop over chunks, then periodic actions.
 
-    state = step.create_state(config)          # gan.step: the state and one iteration
+    state = step.create_state(config)          # gan.training.step: the state and one iteration
     restore the newest checkpoint into state
-    multi_step = loop.compile_loop(state, ...)  # gan.loop: K iterations per call
+    multi_step = loop.compile_loop(state, ...)  # gan.training.loop: K iterations per call
     for each chunk of the training stream:
         metrics = multi_step(batches, ...)
-        for action in actions: action(step, state, metrics)   # gan.actions
+        for action in actions: action(step, state, metrics)   # gan.training.actions
 """
 
 import concurrent.futures
@@ -19,17 +19,26 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gan import actions as actions_lib
-from gan import (checkpoints, compilation, data, datasets, distribute, images, inference,
-                 interrupts, loop, monitor, resume, runlock, stacked)
-from gan import step as step_lib
+from gan.training import actions as actions_lib
+from gan import datasets, images
+from gan.datasets import load as data, stacked
+from gan.models import inference
+from gan.training import (checkpoints,
+    compilation,
+    distribute,
+    interrupts,
+    loop,
+    monitor,
+    resume,
+    runlock)
+from gan.training import step as step_lib
 
 NonFiniteLossError = actions_lib.NonFiniteLossError  # what train() raises on NaN/Inf
 
 
 def train(config, log=print):
     """Trains to config.epochs iterations, resuming from config.checkpoint_dir; returns the
-    state (gan.step.TrainState).
+    state (gan.training.step.TrainState).
 
     The image for epoch e (0-based, e % save_every == 0) is written after iteration e,
     i.e. when the step counter reaches e + 1, as in the original loop.
@@ -41,7 +50,7 @@ def train(config, log=print):
     partial checkpoint is left), and interrupts.Interrupted after SIGINT/SIGTERM, once a
     checkpoint of the current step is written and the pending images are flushed.
 
-    Under config.strategy (gan.distribute) config.batch_size is the global batch; a worker
+    Under config.strategy (gan.training.distribute) config.batch_size is the global batch; a worker
     that is not the chief restores from config.checkpoint_dir like the chief but writes its
     images, logs and checkpoints into a temporary folder that is deleted at the end.
     """
@@ -57,7 +66,7 @@ def train(config, log=print):
     made = not os.path.isdir(config.checkpoint_dir)
     os.makedirs(config.checkpoint_dir, exist_ok=True)
     try:
-        # One writer per run folder: the chief holds its lock while it trains (gan.runlock).
+        # One writer per run folder: the chief holds its lock while it trains (gan.training.runlock).
         lock = runlock.hold(config.checkpoint_dir, log) if chief else contextlib.nullcontext()
         with lock, distribute.writing_folders(config, chief) as (config, save_to):
             return _train(config, strategy, save_to, log)
@@ -187,7 +196,7 @@ def load_training_data(config, state):
 
 def asked_labels(config, state, num):
     """The labels int32 [num] the run's generator is asked for in strips and evaluation:
-    the one rule of gan.inference.sampling_labels (None for unconditional runs)."""
+    the one rule of gan.models.inference.sampling_labels (None for unconditional runs)."""
     architecture = json.loads(config.architecture())
     if config.clusters:
         architecture["cluster_prior"] = state.cluster_prior.numpy().tolist()

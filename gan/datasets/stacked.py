@@ -5,18 +5,19 @@ this module builds is any Dataset of gan.datasets with `stacked_from` (Stacked M
 the one registered): C images of the source dataset as the C channels of one image.
 
 The stream is built on the fly from the source's training split, like gan.data's: channel c
-is the index stream of gan.data.index_stream with its own seed (channel_seed), so the batch
+is the index stream of gan.datasets.load.index_stream with its own seed (channel_seed), so the batch
 of step s is a pure function of (seed, s) and a resumed run sees the same batches; no copy
 of the stacked images is stored.
 
-Its evaluation (modes covered and KL from uniform, PacGAN's protocol) is gan.eval_lib's
+Its evaluation (modes covered and KL from uniform, PacGAN's protocol) is gan.evaluation.evaluator's
 "modes" evaluation.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from gan import data, datasets
+from gan import datasets
+from gan.datasets import load as data
 
 
 def channel_seed(seed, channel, channels):
@@ -48,7 +49,7 @@ def cluster_prior(channel_prior, channels):
 def make_batches(images, labels, batch_size, seed, start_step=0, steps_per_element=1,
                  base=None, dataset="stacked_mnist"):
     """The training stream of the stacked `dataset`, resumable at any step, as
-    gan.data.make_batches.
+    gan.datasets.load.make_batches.
 
     images uint8 [N, 28, 28] and labels [N] in 0..base-1: the source's training split
     (arrays or tensors; MNIST's), labelled by class (base None: the dataset's classes) or
