@@ -128,7 +128,7 @@ def test_validation_imports_no_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys; from gan import config, resume; "
+    code = ("import sys; from gan import config; from gan.training import resume; "
             "c = config.TrainConfig(loss='rpgan', r1=1.0, r2=1.0); c.validate(); "
             "resume.record(c); print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
