@@ -11,9 +11,7 @@ from gan import checkpoints, images, monitor, resume, train_lib
 from gan import step as step_lib
 
 
-def tiny_config(tmp_path, data_dir=None, **overrides):
-    defaults = dict(epochs=120, checkpoint_every=40, save_every=50, seed=7)
-    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
+tiny_config = conftest.tiny_configs(epochs=120, checkpoint_every=40, save_every=50, seed=7)
 
 
 def read_events(logs_dir):
