@@ -48,6 +48,16 @@ def tiny_config(tmp_path, data_dir=None, **overrides):
     return TrainConfig(**values)
 
 
+def tiny_configs(**defaults):
+    """tiny_config with `defaults` under each call's overrides: one module's short runs
+    (e.g. `tiny_config = conftest.tiny_configs(epochs=40, seed=3)`), named once there."""
+
+    def make(tmp_path, data_dir=None, **overrides):
+        return tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def mock_splits():
     """{"train": (images, labels), "test": ...}: the arrays of the data set of `data_dir`

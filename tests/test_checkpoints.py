@@ -11,9 +11,7 @@ from gan.training import actions, checkpoints, run as train_lib
 from gan.training import step as step_lib
 from gan.config import TrainConfig
 
-def tiny_config(tmp_path, data_dir, **overrides):
-    defaults = dict(epochs=120, checkpoint_every=40, save_every=50, seed=7)
-    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
+tiny_config = conftest.tiny_configs(epochs=120, checkpoint_every=40, save_every=50, seed=7)
 
 
 def state_arrays(state):

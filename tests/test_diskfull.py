@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import conftest
 from conftest import REPO, checkpoint_tensors
 from gan import files, images
 from gan.training import checkpoints, monitor, run as train_lib
@@ -150,11 +151,8 @@ def full_history_disk_at(monkeypatch, call, delay=0.0):
     monkeypatch.setattr(monitor, "open", open_history, raising=False)
 
 
-def tiny_config(tmp_path, data_dir):
-    return TrainConfig(epochs=80, checkpoint_every=20, save_every=20, steps_per_call=10,
-                       data_dir=data_dir, image_dir=str(tmp_path / "img"),
-                       checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=3,
-                       xla=False)
+tiny_config = conftest.tiny_configs(epochs=80, checkpoint_every=20, save_every=20,
+                                    steps_per_call=10, seed=3)
 
 
 def history_steps(config):

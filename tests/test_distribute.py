@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_cli_cases
+from conftest import REPO, run_cli_cases, tiny_config
 from gan.training import checkpoints, distribute, loop
 from gan.training import step as step_lib
 from gan.config import TrainConfig
@@ -82,7 +82,7 @@ def test_the_chief_is_the_chief_task_else_worker_0(task_type, task_id, cluster, 
 
 
 def test_a_worker_writes_into_a_temporary_folder_that_is_deleted(tmp_path):
-    config = TrainConfig(image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
+    config = tiny_config(tmp_path)
     with distribute.writing_folders(config, chief=True) as (own, save_to):
         assert own is config and save_to == config.checkpoint_dir
     with pytest.raises(RuntimeError):

@@ -100,9 +100,7 @@ def test_restore_generator_refuses_missing_and_empty_folders(tmp_path):
         checkpoints.restore_generator(str(tmp_path))
 
 
-def tiny_config(tmp_path, data_dir, **overrides):
-    defaults = dict(epochs=40, checkpoint_every=20, save_every=20, seed=3)
-    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
+tiny_config = conftest.tiny_configs(epochs=40, checkpoint_every=20, save_every=20, seed=3)
 
 
 def test_training_logs_evaluations_without_changing_the_run(tmp_path, data_dir):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import start_cli, wait_for_file
+from conftest import start_cli, tiny_config, wait_for_file
 from gan.training import interrupts
 
 
@@ -62,19 +62,17 @@ def test_exit_codes_follow_the_shell_convention():
 def test_stop_signal_saves_the_current_epoch_within_5s_and_the_rerun_loses_none(
         tmp_path, data_dir, signum):
     from gan.training import checkpoints, run as train_lib
-    from gan.config import TrainConfig
 
     # No checkpoint on the cadence: the only one can come from the signal.
-    config = TrainConfig(epochs=10**6, checkpoint_every=10**6, save_every=50, steps_per_call=10,
-                         data_dir=data_dir, image_dir=str(tmp_path / "img"),
-                         checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9, seed=5,
-                         xla=False)
+    config = tiny_config(tmp_path, data_dir, epochs=10**6, checkpoint_every=10**6,
+                         save_every=50, steps_per_call=10, seed=5)
     args = [f"--{name}={getattr(config, name)}" for name in (
         "epochs", "checkpoint_every", "save_every", "steps_per_call", "data_dir", "image_dir",
         "checkpoint_dir", "log_every_secs", "seed")] + ["--noxla"]  # signals under test
     process = start_cli("gan.train", *args, log_path=tmp_path / "log")
     try:
-        wait_for_file(tmp_path / "img" / "generated_100.png", process)  # compiled, training
+        # compiled, training
+        wait_for_file(os.path.join(config.image_dir, "generated_100.png"), process)
         signalled = time.time()
         process.send_signal(signum)
         while not checkpoints.list_checkpoints(config.checkpoint_dir):

@@ -12,9 +12,7 @@ from gan.training import checkpoints, monitor, resume, run as train_lib
 from gan.training import step as step_lib
 
 
-def tiny_config(tmp_path, data_dir=None, **overrides):
-    defaults = dict(epochs=120, checkpoint_every=40, save_every=50, seed=7)
-    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
+tiny_config = conftest.tiny_configs(epochs=120, checkpoint_every=40, save_every=50, seed=7)
 
 
 def read_events(logs_dir):

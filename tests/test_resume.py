@@ -83,10 +83,7 @@ def test_a_record_without_run_settings_accepts_any():
 # --- in training --------------------------------------------------------------------------
 
 
-def tiny_config(tmp_path, data_dir, **overrides):
-    defaults = dict(epochs=40, checkpoint_every=20, save_every=20, seed=7,
-                    image_dir=str(tmp_path / "img"))
-    return conftest.tiny_config(tmp_path, data_dir, **{**defaults, **overrides})
+tiny_config = conftest.tiny_configs(epochs=40, checkpoint_every=20, save_every=20, seed=7)
 
 
 def quiet(_):

@@ -10,12 +10,9 @@ import conftest
 from conftest import checkpoint_tensors
 from gan.training import checkpoints, resume, run as train_lib
 
-OPTIONS = dict(loss="rpgan", r1=1.0, r2=1.0, batch_size=8, pack=2, conditional=True,
-               clusters=4, ema=True, checkpoint_every=10, save_every=10, seed=3)
-
-
-def config(folder, data_dir, epochs, **changes):
-    return conftest.tiny_config(folder, data_dir, epochs=epochs, **{**OPTIONS, **changes})
+tiny_config = conftest.tiny_configs(loss="rpgan", r1=1.0, r2=1.0, batch_size=8, pack=2,
+                                    conditional=True, clusters=4, ema=True,
+                                    checkpoint_every=10, save_every=10, seed=3)
 
 
 def final_tensors(cfg):
@@ -28,14 +25,14 @@ def metrics_lines(cfg):
 
 
 def test_a_short_rpgan_run_is_finite_and_resumes_like_an_uninterrupted_one(tmp_path, data_dir):
-    first = config(tmp_path / "a", data_dir, 20)
+    first = tiny_config(tmp_path / "a", data_dir, epochs=20)
     first.validate()
     train_lib.train(first, log=lambda _: None)
     logs = []
-    resumed = config(tmp_path / "a", data_dir, 30)
+    resumed = tiny_config(tmp_path / "a", data_dir, epochs=30)
     train_lib.train(resumed, log=logs.append)
     assert "Resuming from step 20" in "\n".join(logs)
-    straight = config(tmp_path / "b", data_dir, 30)
+    straight = tiny_config(tmp_path / "b", data_dir, epochs=30)
     train_lib.train(straight, log=lambda _: None)
 
     lines = metrics_lines(straight)
@@ -55,8 +52,8 @@ def test_a_short_rpgan_run_is_finite_and_resumes_like_an_uninterrupted_one(tmp_p
 
 
 def test_a_changed_r1_applies_from_the_resumed_step(tmp_path, data_dir):
-    train_lib.train(config(tmp_path, data_dir, 10), log=lambda _: None)
+    train_lib.train(tiny_config(tmp_path, data_dir, epochs=10), log=lambda _: None)
     logs = []
-    state = train_lib.train(config(tmp_path, data_dir, 20, r1=0.5), log=logs.append)
+    state = train_lib.train(tiny_config(tmp_path, data_dir, epochs=20, r1=0.5), log=logs.append)
     assert "--r1=0.5 replaces the checkpoint's 1." in logs
     assert state.config.r1 == 0.5

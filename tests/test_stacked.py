@@ -3,13 +3,14 @@ evaluation and a whole tiny run."""
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import run_cli_cases
+from conftest import run_cli_cases, tiny_config
 from gan import config as config_lib
 from gan import datasets
 from gan.datasets import stacked
@@ -168,16 +169,15 @@ def test_real_mnist_triples_cover_the_modes_and_one_repeated_triple_covers_one(
 
 
 def test_tiny_packed_run_on_stacked_mnist_writes_a_colour_strip(tmp_path, data_dir):
-    config = config_lib.TrainConfig(
-        dataset="stacked_mnist", pack=2, model="dcgan", batch_size=8, epochs=3, save_every=2,
-        checkpoint_every=3, steps_per_call=2, xla=False, quiet=True, data_dir=data_dir,
-        eval_every=3, eval_samples=50,
-        image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
+    config = tiny_config(
+        tmp_path, data_dir, dataset="stacked_mnist", pack=2, model="dcgan", batch_size=8,
+        epochs=3, save_every=2, checkpoint_every=3, steps_per_call=2, quiet=True,
+        eval_every=3, eval_samples=50)
     lines = []
     state = train_lib.train(config, log=lines.append)
     assert int(state.step.numpy()) == 3
     assert state.discriminator(tf.zeros([1, 28, 28, 6])).shape == (1, 1)  # packs of 2 x RGB
-    with Image.open(tmp_path / "img" / "generated_2.png") as strip:
+    with Image.open(os.path.join(config.image_dir, "generated_2.png")) as strip:
         assert strip.mode == "RGB" and strip.size == (1000, 100)
         pixels = np.asarray(strip).astype(int)
     assert np.any(pixels[..., 0] != pixels[..., 1])  # colour, not gray
@@ -247,11 +247,10 @@ def test_tiny_self_conditioned_packed_run_on_stacked_mnist_samples_by_the_prior(
     from gan.models import inference
     from gan.training import checkpoints
 
-    config = config_lib.TrainConfig(
-        dataset="stacked_mnist", pack=2, conditional=True, clusters=2, model="mlp",
-        batch_size=8, epochs=2, save_every=2, checkpoint_every=2, steps_per_call=1,
-        xla=False, quiet=True, data_dir=data_dir, image_dir=str(tmp_path / "img"),
-        checkpoint_dir=str(tmp_path / "ckpt"))
+    config = tiny_config(
+        tmp_path, data_dir, dataset="stacked_mnist", pack=2, conditional=True, clusters=2,
+        model="mlp", batch_size=8, epochs=2, save_every=2, checkpoint_every=2,
+        steps_per_call=1, quiet=True)
     state = train_lib.train(config)
     assert int(state.step.numpy()) == 2
     prior = state.cluster_prior.numpy()

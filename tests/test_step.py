@@ -7,7 +7,7 @@ import tensorflow as tf
 from gan import config as config_lib
 from gan.models import inference
 from gan.training import step as step_lib
-from conftest import noise, real_batch, same, weights
+from conftest import noise, real_batch, same, tiny_config, weights
 
 
 def test_discriminator_step_changes_only_the_discriminator(state):
@@ -165,7 +165,6 @@ def test_architecture_changing_options_change_the_checkpoint_architecture(change
                                       (dict(ema_decay=1.0), "--ema_decay"),
                                       (dict(model="resnet"), "--model")])
 def test_bad_quality_options_name_their_flag(tmp_path, bad, flag):
-    config = config_lib.TrainConfig(image_dir=str(tmp_path / "i"),
-                                    checkpoint_dir=str(tmp_path / "c"), **bad)
+    config = tiny_config(tmp_path, **bad)
     with pytest.raises(ValueError, match=flag):
         config.validate()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import (REPO, checkpoint_tensors, file_snapshot, run_cli, start_cli,
-                      wait_for_file)
+                      tiny_config, wait_for_file)
 
 @pytest.mark.slow
 def test_train_writes_images_and_checkpoints_then_resumes(tmp_path, data_dir):
@@ -113,12 +113,10 @@ def test_prepare_command_rejects_a_folder_without_idx_files(tmp_path):
 @pytest.mark.slow
 def test_nan_loss_exits_2_naming_the_epoch_and_saves_nothing_non_finite(tmp_path, data_dir):
     from gan.training import checkpoints, run as train_lib
-    from gan.config import TrainConfig
 
-    config = TrainConfig(epochs=100, checkpoint_every=50, save_every=50, steps_per_call=10,
-                         data_dir=data_dir, image_dir=str(tmp_path / "img"),
-                         checkpoint_dir=str(tmp_path / "ckpt"), log_every_secs=1e9,
-                         xla=False)  # the NaN guard is under test, not XLA
+    # No XLA (tiny_config's default): the NaN guard is under test, not XLA.
+    config = tiny_config(tmp_path, data_dir, epochs=100, checkpoint_every=50, save_every=50,
+                         steps_per_call=10)
     train_lib.train(config, log=lambda s: None)  # 100 good epochs, checkpoints 50 and 100
     # The same run continued with a learning rate whose first Adam steps overflow float32.
     result = run_cli("gan.train", "--epochs=300", "--checkpoint_every=50", "--save_every=50",

@@ -10,7 +10,7 @@ from gan import config as config_lib
 from gan.datasets import load as data
 from gan.training import run as train_lib
 from gan.training import step as step_lib
-from conftest import noise, real_batch, same, weights
+from conftest import noise, real_batch, same, tiny_config, weights
 
 
 @pytest.mark.parametrize("start,save_every,bounds", [
@@ -109,10 +109,9 @@ def test_clustered_training_feeds_cluster_ids_not_digits(tmp_path, data_dir, mon
 
     monkeypatch.setattr(data, "cluster_labels", cluster_labels)
     monkeypatch.setattr(data, "make_batches", make_batches)
-    config = config_lib.TrainConfig(
-        conditional=True, clusters=5, epochs=3, save_every=2, checkpoint_every=3,
-        steps_per_call=2, seed=4, data_dir=data_dir, quiet=True,
-        image_dir=str(tmp_path / "img"), checkpoint_dir=str(tmp_path / "ckpt"))
+    config = tiny_config(tmp_path, data_dir, conditional=True, clusters=5, epochs=3,
+                         save_every=2, checkpoint_every=3, steps_per_call=2, seed=4,
+                         quiet=True, xla=True)  # XLA as it always ran here
     state = train_lib.train(config, log=lambda line: None)
     train_size = len(data.load_split("mnist", "train", data_dir)[0])  # every training image
     assert seen == dict(num_images=train_size, num_clusters=5, seed=4)
