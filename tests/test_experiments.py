@@ -27,3 +27,14 @@ def test_flagfile_parses_into_a_valid_config(path, train_flags, tmp_path):
     assert name in config.checkpoint_dir and name in config.image_dir
     # Flags after the flagfile still win (e.g. a shorter run to try it).
     assert train_flags(f"--flagfile={path}", "--epochs=7").epochs == 7
+
+
+ABLATIONS = sorted(glob.glob(os.path.join(REPO, "experiments", "ablations", "*.flags")))
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=os.path.basename)
+def test_ablation_arm_parses_into_a_valid_config(path, train_flags, tmp_path):
+    """An ablation arm is a recipe gan.study runs (it sets each cell's folders itself)."""
+    config = train_flags(f"--flagfile={path}")
+    dataclasses.replace(config, image_dir=str(tmp_path / "i"),
+                        checkpoint_dir=str(tmp_path / "c")).validate()
