@@ -365,9 +365,18 @@ def thread_env(threads):
 
 
 def command_line(args, threads):
-    """The shell command a cell ran (for its record): the thread variables, then argv."""
+    """The shell command a cell ran (for its record): the thread variables, then argv, each
+    --flag=/absolute/path relative to the study's working folder, so that a committed
+    record names no path of one machine (run from the repository: experiments/..., and
+    the --out folder as given)."""
+    def portable(arg):
+        name, equals, value = arg.partition("=")
+        if equals and name.startswith("--") and os.path.isabs(value):
+            return f"{name}={os.path.relpath(value)}"
+        return arg
+
     return " ".join([f"{name}={threads}" for name in THREAD_VARIABLES]
-                    + [shlex.quote(a) for a in ["python", *args[1:]]])
+                    + [shlex.quote(portable(a)) for a in ["python", *args[1:]]])
 
 
 def _child_setup():
