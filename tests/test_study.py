@@ -14,7 +14,9 @@ import pytest
 
 from conftest import REPO, checkpoint_tensors, run_cli, start_cli, wait_for_file
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the whole file (setup.cfg: --dist loadgroup), so its module fixture, a
+# study killed and resumed (~1 min), is made once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("study")]
 
 EPOCHS = 600  # given to the study after its own flags: overrides the recipes' 2000
 # A recipe as experiments/*.flags are written, made small: no XLA (faster start-up for 600
