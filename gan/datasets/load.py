@@ -63,6 +63,15 @@ def _tfds():
     return tfds
 
 
+def data_folder(data_dir=None):
+    """The folder TFDS reads (files.resolve_data_dir); DataUnavailableError if it is a file."""
+    folder = resolve_data_dir(data_dir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
+                                   "$TFDS_DATA_DIR) is a file, not a folder")
+    return folder
+
+
 def ensure_available(name, data_dir=None):
     """Returns the data folder; raises DataUnavailableError fast when offline with no data.
     ValueError naming --dataset if `name` is unknown or has no TFDS splits of its own."""
@@ -70,10 +79,7 @@ def ensure_available(name, data_dir=None):
     if spec.tfds_name is None:
         raise ValueError(f"--dataset={name} is not a TFDS dataset (its images are made from "
                          f"{spec.stacked_from or 'its loader'}'s)")
-    folder = resolve_data_dir(data_dir)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
-                                   "$TFDS_DATA_DIR) is a file, not a folder")
+    folder = data_folder(data_dir)
     if (not _tfds().builder(spec.tfds_name, data_dir=folder).is_prepared()
             and not network_reachable()):
         raise DataUnavailableError(missing_data_message(name, folder))
@@ -90,10 +96,7 @@ def check_prepared(name, data_dir=None):
     if spec.loader is not None:
         return
     name = spec.tfds_name
-    folder = resolve_data_dir(data_dir)
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise DataUnavailableError(f"the data folder {folder} (--data_dir, else "
-                                   "$TFDS_DATA_DIR) is a file, not a folder")
+    folder = data_folder(data_dir)
     if glob.glob(os.path.join(glob.escape(folder), name, "*", "dataset_info.json")):
         return
     if not network_reachable():
