@@ -22,7 +22,7 @@ import time
 
 from absl import flags, logging
 
-from gan import cli
+from gan import cli, machine
 
 flags.DEFINE_string("data_dir", None, "TFDS data folder (default: $TFDS_DATA_DIR, else "
                     "~/tensorflow_datasets).")
@@ -188,7 +188,9 @@ def main(argv):
     except data.DataUnavailableError as e:
         cli.fail(e)
     results = {"machine": f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
-                          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"}
+                          f"GPUs: {len(tf.config.list_physical_devices('GPU'))}",
+               "recorded": machine.record(),
+               "gpus": len(tf.config.list_physical_devices("GPU"))}
     print(f"machine: {results['machine']}")
     if FLAGS.scaling:
         scaling(images, labels, results, batch_sizes)

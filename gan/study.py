@@ -34,7 +34,7 @@ import time
 
 from absl import flags
 
-from gan import cli
+from gan import cli, machine
 
 FLAGS = flags.FLAGS
 
@@ -284,10 +284,24 @@ def read_json(path):
         return None
 
 
+def portable(value):
+    """`value` with every absolute path in it made relative to the current folder, so that a
+    committed study.json or cell.json names no folder of one machine (a study run from the
+    repository: experiments/..., and the cells' folders under --out as given)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.relpath(value)
+    return value
+
+
 def write_json(path, value):
     from gan import files
 
-    files.write_bytes(path, (json.dumps(value, indent=1) + "\n").encode(), what=path)
+    files.write_bytes(path, (json.dumps(portable(value), indent=1) + "\n").encode(),
+                      what=path)
 
 
 def check_cell_config(cell):
@@ -533,6 +547,7 @@ class Job:
             "train_command": command_line(self.args, self.threads),
             "evaluate_command": command_line(self.eval_args, self.threads),
             "config": self.cell.config, "evaluation": evaluation,
+            "machine": machine.record(),
         }
         write_json(self.cell.path(CELL_FILE), record)
         figures = cell_figures(record)
@@ -726,6 +741,7 @@ def collect(out):
         row = {k: record[k] for k in ("index", "recipe", "seed", "dataset", "iterations",
                                       "batch_size", "threads", "train_seconds", "eval_seconds",
                                       "train_command")}
+        row["machine"] = record.get("machine")
         row["figures"] = cell_figures(record)
         row["real_floor"] = {k: v for k, v in record["evaluation"]["real_floor"].items()
                              if k in row["figures"]}

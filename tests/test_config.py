@@ -22,8 +22,6 @@ RECORDS = {
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
     "conditional": {'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.05, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "dcgan": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'dcgan', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False}, 'spectral_norm': False},
     "fashion_mnist": {'conditional': True, 'dataset': 'fashion_mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': False, 'model': 'mlp_large', 'noise_dim': 100,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
     "mlp_large": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
@@ -33,6 +31,7 @@ RECORDS = {
     "stacked_mnist": {'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False}, 'spectral_norm': False},
 }
+RECORDS["original"] = RECORDS["default"]  # experiments/original.flags is the default run
 
 
 def test_every_recipe_records_what_its_checkpoints_hold(train_flags):

@@ -14,7 +14,7 @@ FLAGFILES = sorted(glob.glob(os.path.join(REPO, "experiments", "*.flags")))
 def test_the_recipes_exist():
     names = {os.path.basename(p) for p in FLAGFILES}
     assert {"mlp_tuned.flags", "best_unconditional.flags", "mlp_large.flags", "conditional.flags",
-            "dcgan.flags", "fashion_mnist.flags"} <= names
+            "original.flags", "fashion_mnist.flags", "stacked_mnist.flags"} <= names
 
 
 @pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
