@@ -186,18 +186,19 @@ def header(studies, bench):
         "0) against the dataset's test split ([docs/evaluation.md](../docs/evaluation.md)). "
         "A figure is the mean ± standard deviation over the seeds (n - 1), with the worst "
         "seed's value in brackets. The *real data* row is the same evaluation of real "
-        "training images: the floor. Wall time: the median over seeds of the whole "
-        "`gan.train` command; the study ran two cells at once, one thread each, on the "
-        "otherwise idle machine (`--parallel=2`, its default). KID is x 1,000, as `gan.evaluate` reports it.",
+        "training images: the floor. Minutes: the median over seeds of the whole "
+        "`gan.train` command with the *threads* column's TensorFlow threads; cells of one "
+        "thread ran two at a time, one per core, on the otherwise idle machine (as "
+        "`gan.study --parallel=2` runs them). KID is x 1,000, as `gan.evaluate` reports it.",
     ]
 
 
 def dataset_table(rows, dataset):
     """The table of one dataset's recipes: iterations, batch, wall time and every figure."""
     names = [c for c in COLUMNS if any(c[0] in r["summary"]["figures"] for r in rows)]
-    lines = ["| recipe | seeds | iterations | batch | minutes | "
+    lines = ["| recipe | seeds | iterations | batch | threads | minutes | "
              + " | ".join(h for _, h, _ in names) + " |",
-             "|---" * (5 + len(names)) + "|"]
+             "|---" * (6 + len(names)) + "|"]
     for r in rows:
         seeds = r["summary"]["seeds"]
         cells = r["cells"]
@@ -207,11 +208,12 @@ def dataset_table(rows, dataset):
             + (f" (missing {', '.join(map(str, r['summary']['missing_seeds']))})"
                if r["summary"]["missing_seeds"] else "")
             + f" | {', '.join(f'{i:,}' for i in iterations)} | {cells[0]['batch_size']} | "
+            f"{', '.join(str(t) for t in sorted({c['threads'] for c in cells}))} | "
             f"{minutes(median([c['train_seconds'] for c in cells]))} | "
             + " | ".join(cell_of(r["summary"]["figures"].get(k), form, seeds)
                          for k, _, form in names) + " |")
     floor = rows[0]["cells"][0]["real_floor"]
-    lines.append("| *real data* | | | | | " + " | ".join(
+    lines.append("| *real data* | | | | | | " + " | ".join(
         fmt(floor.get(k), form) for k, _, form in names) + " |")
     return lines
 
