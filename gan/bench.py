@@ -47,9 +47,9 @@ FLAGS = flags.FLAGS
 
 def time_project_loop(images, labels, batch_size, steps, steps_per_call=100, xla=True,
                       strategy=None):
-    """Iterations/s of gan.training.loop's compiled multi-step loop on the real data stream (under the
-    tf.distribute `strategy` if given, batch_size then being the global batch; XLA is only
-    used without one, as in training)."""
+    """Iterations/s of gan.training.loop's compiled multi-step loop on the real data stream
+    (under the tf.distribute `strategy` if given, batch_size then being the global batch; XLA is
+    only used without one, as in training)."""
     import tensorflow as tf
 
     from gan import config as config_lib

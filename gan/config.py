@@ -114,7 +114,8 @@ class TrainConfig:
         False,
         "TensorFlow op determinism: the same seed gives bit-identical weights, also after an "
         "interruption and resume (slower; see docs/reliability.md).")
-    # Beyond the original: recipes in experiments/*.flags use these (gan.models.networks, gan.models.losses).
+    # Beyond the original: recipes in experiments/*.flags use these (gan.models.networks,
+    # gan.models.losses).
     conditional: bool = option(
         False, "Class-conditional GAN: G and D take the digit label; strips show 0-9.",
         ARCHITECTURE)

@@ -1,4 +1,5 @@
-"""Image files: the original's strip of generated digits, written atomically, off the training path."""
+"""Image files: the original's strip of generated digits, written atomically, off the training
+path."""
 
 import io
 import math
@@ -37,7 +38,8 @@ class StripRenderer:
         artists = []
         for i in range(num_images):
             ax = figure.add_subplot(1, num_images, i + 1)
-            artists.append(ax.imshow(np.zeros((image_height, image_width)), cmap="gray", vmin=0.0, vmax=1.0))
+            artists.append(ax.imshow(np.zeros((image_height, image_width)), cmap="gray",
+                                     vmin=0.0, vmax=1.0))
             ax.axis("off")
         canvas.draw()
         self.background = np.asarray(canvas.buffer_rgba())[..., 0].copy()  # [H, W] uint8

@@ -260,7 +260,8 @@ def ablation_section(studies):
             lines.append(f"| `{r['recipe']}` | {', '.join(map(str, seeds))} | "
                          f"{r['cells'][0]['iterations']:,} | "
                          f"{minutes(median([c['train_seconds'] for c in r['cells']]))} | "
-                         + " | ".join(cell_of(r["summary"]["figures"].get(k), form, seeds) for k, _, form in names) + " |")
+                         + " | ".join(cell_of(r["summary"]["figures"].get(k), form, seeds)
+                                      for k, _, form in names) + " |")
         floor = rows[0]["cells"][0]["real_floor"]
         lines.append("| *real data* | | | | " + " | ".join(
             fmt(floor.get(k), form) for k, _, form in names) + " |")

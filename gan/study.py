@@ -75,9 +75,9 @@ STATE_FILE = "state.json"  # a cell's config and time so far, from its first sta
 CELL_FILE = "cell.json"  # a finished cell's record; its presence means "finished"
 EVAL_FILE = "evaluate.json"  # gan.evaluate --json_out
 
-# Evaluator figures (gan.evaluation.evaluator.ROWS, gan.datasets.stacked.mode_metrics) -> (which way is better,
-# format). worst_class_accuracy is the study's own: the lowest of a conditional generator's
-# per-class accuracies (label_accuracy).
+# Evaluator figures (gan.evaluation.evaluator.ROWS, gan.datasets.stacked.mode_metrics) ->
+# (which way is better, format). worst_class_accuracy is the study's own: the lowest of a
+# conditional generator's per-class accuracies (label_accuracy).
 FIGURES = {
     "fd": ("lower", "{:.3f}"), "kid": ("lower", "{:.5f}"),
     "classifier_score": ("higher", "{:.3f}"), "modes_covered": ("higher", "{:.1f}"),
@@ -333,9 +333,9 @@ def in_use_message(folder, pid):
 
 @contextlib.contextmanager
 def study_lock(folder, shared):
-    """The study folder's lock, <out>/.lock (gan.training.runlock's file): exclusive for a whole study,
-    shared for a --cell run, so that cells of one study run side by side but never beside a
-    whole study on the same folder. Raises StudyError if it is taken."""
+    """The study folder's lock, <out>/.lock (gan.training.runlock's file): exclusive for a whole
+    study, shared for a --cell run, so that cells of one study run side by side but never beside
+    a whole study on the same folder. Raises StudyError if it is taken."""
     from gan.training import runlock
 
     if not shared:

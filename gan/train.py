@@ -1,7 +1,7 @@
 """Train the GAN: `python -m gan.train --epochs=10000`.
 
-Only flags live here; the run is gan.training.run.train(config). Rerunning the same command resumes from
-the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
+Only flags live here; the run is gan.training.run.train(config). Rerunning the same command
+resumes from the latest checkpoint in --checkpoint_dir; after completion it does nothing more.
 
 Exit codes: 0 trained (or nothing left to do); 2 bad flags, missing data, unusable
 checkpoints, a NaN/Inf loss (nothing bad is saved), a --checkpoint_dir in use by another run,

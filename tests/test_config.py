@@ -16,20 +16,48 @@ from gan.training import resume
 # What a checkpoint of each recipe in experiments/ (and of the default run) records: moving
 # code must not change it, or checkpoints made before would no longer resume.
 RECORDS = {
-    "default": {'conditional': False, 'dataset': 'mnist', 'ema': False, 'loss': 'bce', 'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
-        'run': {'batch_size': 32, 'beta_1': 0.9, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "best_unconditional": {'clusters': 100, 'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "conditional": {'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.05, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "fashion_mnist": {'conditional': True, 'dataset': 'fashion_mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "mlp_large": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "mlp_tuned": {'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'wgan-gp', 'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.9, 'd_steps': 5, 'diversity': 0.0, 'ema_decay': 0.999, 'gp_weight': 10.0, 'num_images': 10, 'seed': 0, 'xla': True}, 'spectral_norm': False},
-    "stacked_mnist": {'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0, 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False}, 'spectral_norm': False},
+    "default": {
+        'conditional': False, 'dataset': 'mnist', 'ema': False, 'loss': 'bce',
+        'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
+        'run': {'batch_size': 32, 'beta_1': 0.9, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
+                'num_images': 10, 'seed': 0, 'xla': True},
+        'spectral_norm': False},
+    "best_unconditional": {
+        'clusters': 100, 'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce',
+        'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
+        'spectral_norm': False},
+    "conditional": {
+        'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True,
+        'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.05,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
+        'spectral_norm': False},
+    "fashion_mnist": {
+        'conditional': True, 'dataset': 'fashion_mnist', 'ema': True, 'loss': 'bce',
+        'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
+        'spectral_norm': False},
+    "mlp_large": {
+        'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True,
+        'model': 'mlp_large', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
+        'spectral_norm': False},
+    "mlp_tuned": {
+        'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'wgan-gp',
+        'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.9, 'd_steps': 5, 'diversity': 0.0,
+                'ema_decay': 0.999, 'gp_weight': 10.0, 'num_images': 10, 'seed': 0, 'xla': True},
+        'spectral_norm': False},
+    "stacked_mnist": {
+        'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True, 'loss': 'bce',
+        'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False},
+        'spectral_norm': False},
 }
 RECORDS["original"] = RECORDS["default"]  # experiments/original.flags is the default run
 

@@ -86,7 +86,8 @@ def test_stream_across_epochs_from_mid_epoch_logs_no_tensorflow_errors():
     """Resuming mid-epoch and crossing into the next epoch must not make TensorFlow log
     errors (rebatch pieces of a permutation sliced at an aligned offset did: "Tensor
     RefCount not reliable")."""
-    code = ("from gan.datasets import load as data\n"  # 20,000 examples: smaller ones never showed it
+    # 20,000 examples: smaller ones never showed it
+    code = ("from gan.datasets import load as data\n"
             "print(sum(int(x.numpy().size) for x in data.index_stream(20000, 0, 32, 3200)"
             ".take(8)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

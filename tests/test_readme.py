@@ -1,8 +1,8 @@
 """The README keeps working: each fenced `python -m gan.*` command in it runs, shrunk (fewer
 epochs, samples and digits, --noxla), in the order the README gives them, in a temporary
 folder (so the outputs the commands name, such as checkpoints/ and runs/, land there and
-not in the repository); every path the README's layout names exists; every relative link of the README and docs/ points at a file; the
-Korean quick start uses only the README's commands."""
+not in the repository); every path the README's layout names exists; every relative link of
+the README and docs/ points at a file; the Korean quick start uses only the README's commands."""
 
 import glob
 import os

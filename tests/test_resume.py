@@ -146,8 +146,8 @@ def test_a_resume_that_switches_xla_on_trains_on_and_says_so(trained_40, tmp_pat
 
 
 def rewrite_as_old_checkpoint(config, step):
-    """Rewrites ckpt-<step> with the record today's code without gan.training.resume stores: the bare
-    TrainConfig.architecture(), no run settings."""
+    """Rewrites ckpt-<step> with the record today's code without gan.training.resume stores:
+    the bare TrainConfig.architecture(), no run settings."""
     state = step_lib.create_state(config)
     manager = checkpoints.make_manager(state, config.checkpoint_dir, config.keep_checkpoints)
     assert checkpoints.restore_latest(state, manager, config.architecture()) == step

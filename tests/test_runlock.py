@@ -1,4 +1,5 @@
-"""One writer per run folder (gan.training.runlock): a real second process, kill -9, read-only commands."""
+"""One writer per run folder (gan.training.runlock): a real second process, kill -9, read-only
+commands."""
 
 import os
 import signal

@@ -144,7 +144,8 @@ def test_without_ema_images_come_from_the_live_generator():
 
 def test_conditional_sampling_returns_one_image_per_requested_label():
     state = step_lib.create_state(config_lib.TrainConfig(seed=0, conditional=True, ema=True))
-    images = inference.generate(step_lib.sampling_generator(state), noise(6), [7, 7, 7, 1, 2, 3]).numpy()
+    images = inference.generate(step_lib.sampling_generator(state), noise(6),
+                                [7, 7, 7, 1, 2, 3]).numpy()
     assert images.shape == (6, 28, 28)
     same_noise = tf.repeat(noise(1), 2, axis=0)
     a, b = inference.generate(state.generator, same_noise, np.array([0, 5])).numpy()
@@ -161,7 +162,8 @@ def test_architecture_changing_options_change_the_checkpoint_architecture(change
     assert config_lib.TrainConfig(**change).architecture() != base.architecture()
 
 
-@pytest.mark.parametrize("bad,flag", [(dict(loss="lsgan"), "--loss"), (dict(d_steps=0), "--d_steps"),
+@pytest.mark.parametrize("bad,flag", [(dict(loss="lsgan"), "--loss"),
+                                      (dict(d_steps=0), "--d_steps"),
                                       (dict(ema_decay=1.0), "--ema_decay"),
                                       (dict(model="resnet"), "--model")])
 def test_bad_quality_options_name_their_flag(tmp_path, bad, flag):

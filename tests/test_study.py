@@ -5,6 +5,8 @@ bit against the same gan.train command, and --cell plus --collect with missing c
 
 import json
 import os
+import platform
+import re
 import shlex
 import shutil
 import time
@@ -161,6 +163,14 @@ def test_cells_record_the_flags_given_after_the_studys_own_and_the_threads(kille
                 "gan.train --flagfile=")
             assert f"--seed={seed} " in record["train_command"]
             assert record["train_seconds"] > 0 and record["eval_seconds"] > 0
+            # The machine, for the results page's header.
+            assert record["machine"]["python"] == platform.python_version()
+            assert record["machine"]["cpus"] >= 1 and record["machine"]["cpu"]
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", record["machine"]["date"])
+            # No absolute path in it (config, evaluation, commands): a committed record
+            # names no folder of one machine.
+            text = open(os.path.join(cell_dir(out, recipe, seed), "cell.json")).read()
+            assert not re.search(r'"/|=/', text), re.findall(r'"/[^"]*"|=/\S*', text)[:3]
             assert os.path.exists(os.path.join(cell_dir(out, recipe, seed), "checkpoints",
                                                f"ckpt-{EPOCHS}.index"))
     assert not os.path.exists(os.path.join(REPO, "runs", "plain"))  # the recipe's own folder unused

@@ -79,7 +79,9 @@ def test_restore_generator_gives_the_ema_weights_of_a_conditional_run(tmp_path):
     assert same(weights(generator), weights(state.ema_generator))
     assert not same(weights(generator), weights(state.generator))
     digits = inference.generate(generator, noise(3), labels=[4, 4, 4])
-    np.testing.assert_allclose(digits, inference.generate(step_lib.sampling_generator(state), noise(3), [4, 4, 4]).numpy(),
+    np.testing.assert_allclose(digits,
+                               inference.generate(step_lib.sampling_generator(state), noise(3),
+                                                  [4, 4, 4]).numpy(),
                                atol=1e-6)
 
 
@@ -149,7 +151,8 @@ def test_sample_draws_the_asked_digit_and_a_clustered_run_by_cluster_sizes_judge
     assert refused.returncode == 2 and "--digit=7" in refused.stderr
     assert "--clusters" in refused.stderr and not (tmp_path / "s.png").exists()
     assert drawn.returncode == 0, drawn.stderr[-3000:]
-    expected = inference.generate(step_lib.sampling_generator(state), inference.sample_noise(5, 100, 2), [3] * 5).numpy()
+    expected = inference.generate(step_lib.sampling_generator(state),
+                                  inference.sample_noise(5, 100, 2), [3] * 5).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, atol=1e-5)
     judged = run_cli("gan.evaluate", f"--checkpoint_dir={tmp_path}/ckpt", "--num_samples=300",
                      f"--data_dir={data_dir}", f"--json_out={tmp_path}/r.json", timeout=300)

@@ -38,8 +38,9 @@ class Dataset:
     loader: Callable | None = None
     tfds_builder: str | None = None  # tfds.image_classification's builder, for gan.datasets.idx
     # Mean pixel (0-255) of its training images, for datasets prepared from IDX files: the
-    # IDX files of MNIST-like datasets share names and shapes, so gan.datasets.idx tells them apart by
-    # it (MNIST's thin strokes on black average 33, Fashion-MNIST's filled-in clothes 73).
+    # IDX files of MNIST-like datasets share names and shapes, so gan.datasets.idx tells them
+    # apart by it (MNIST's thin strokes on black average 33, Fashion-MNIST's filled-in
+    # clothes 73).
     mean_pixel: float | None = None
     # The classifier that judges its images: weights file in gan/assets (or a whole path);
     # None when the images are judged per channel by `stacked_from`'s classifier. Its
@@ -47,9 +48,9 @@ class Dataset:
     classifier_weights: str | None = None
     classifier_epochs: int = 3
     classifier_min_accuracy: float = 0.99
-    # What its evaluation reports (gan.evaluation.evaluator.evaluate): "features" = FD, KID, classifier
-    # score, classes covered, class-mix KL, precision and recall against the test split;
-    # "modes" = modes covered (class tuples over the channels) and KL from uniform
+    # What its evaluation reports (gan.evaluation.evaluator.evaluate): "features" = FD, KID,
+    # classifier score, classes covered, class-mix KL, precision and recall against the test
+    # split; "modes" = modes covered (class tuples over the channels) and KL from uniform
     # (PacGAN's Stacked MNIST protocol). eval_samples: gan.evaluate's default sample count.
     evaluation: str = "features"
     eval_samples: int = 10000

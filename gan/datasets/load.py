@@ -108,7 +108,8 @@ def load_split(name="mnist", split="train", data_dir=None):
     Dataset's image_shape, 28x28).
 
     A dataset with a loader (gan.datasets) is read by it. Others go through `tfds.load`
-    (downloading if needed and possible); the 47 MB of MNIST then stay in memory so the training stream never touches disk or Python per step.
+    (downloading if needed and possible); the 47 MB of MNIST then stay in memory so the
+    training stream never touches disk or Python per step.
     The decoded arrays are also cached as .npz (see `cache_path`), so later runs skip the
     PNG decoding and TFDS's import. Cached per process too:
     the arrays returned are read-only and shared.

@@ -60,8 +60,8 @@ def interpolation_weights(rng, batch):
 
 
 def gradient_penalty(critic, real_images, fake_images, alpha):
-    """WGAN-GP's penalty (Gulrajani et al. 2017): mean over samples of (||grad_x critic(x)||_2 - 1)^2
-    at x = alpha * real + (1 - alpha) * fake.
+    """WGAN-GP's penalty (Gulrajani et al. 2017): mean over samples of
+    (||grad_x critic(x)||_2 - 1)^2 at x = alpha * real + (1 - alpha) * fake.
 
     critic: images [B, 28, 28] -> scores [B, 1]; alpha [B, 1, 1] from `interpolation_weights`.
     The norm is per sample, over all its pixels. Differentiable (for the critic's update).
@@ -108,7 +108,7 @@ def mode_seeking(images, noise, eps=1e-5):
     return 1.0 / (apart / tf.reduce_mean(tf.abs(noise[0::2] - noise[1::2])) + eps)
 
 
-# --- the losses --model's networks are trained with, by name (gan.models.registry.LOSSES) ----------
+# --- the losses --model's networks are trained with, by name (gan.models.registry.LOSSES) ------
 
 
 class Loss:

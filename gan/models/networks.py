@@ -4,9 +4,9 @@
   generator:     z[100] -> Dense 256 ReLU -> Dense 784 sigmoid -> Reshape 28x28   (227,344 params)
   discriminator: x[28,28] -> Flatten -> Dense 256 ReLU -> Dense 1 sigmoid         (201,217 params)
 
-Other models (gan.models.registry.NETWORKS): `mlp_large` (a deeper, wider MLP with LeakyReLU, sized for CPUs:
-G z -> 256 -> 512 (batch norm) -> 784, D 784 -> 512 -> 256 -> 1, about 0.56M + 0.53M
-parameters) and `dcgan`
+Other models (gan.models.registry.NETWORKS): `mlp_large` (a deeper, wider MLP with LeakyReLU,
+sized for CPUs: G z -> 256 -> 512 (batch norm) -> 784, D 784 -> 512 -> 256 -> 1, about
+0.56M + 0.53M parameters) and `dcgan`
 (DCGAN-style, slimmed for 2 CPU cores: G z -> Dense 7x7x64 (batch norm, ReLU) -> transposed
 convolution 4x4 stride 2 to 14x14x32 (batch norm, ReLU) -> to 28x28x1 sigmoid; D convolutions
 4x4 stride 2 to 14x14x32 and 7x7x64 with LeakyReLU, no batch norm; about 0.36M + 0.04M
@@ -93,7 +93,7 @@ def _leaky():
     return keras.layers.LeakyReLU(negative_slope=0.2)
 
 
-# --- the networks --model names (gan.models.registry.NETWORKS) --------------------------------------
+# --- the networks --model names (gan.models.registry.NETWORKS) ----------------------------------
 
 
 @dataclasses.dataclass(frozen=True)

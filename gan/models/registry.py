@@ -2,10 +2,10 @@
 importing TensorFlow, and where construction finds their code.
 
 Each entry names the object that implements it as "module:attribute", imported on first use
-(`network`, `loss`): a gan.models.networks.Network (the layers of a generator and a discriminator) or
-a gan.models.losses.Loss (D's and G's losses and any penalty). To add one, write that object (in
-gan/models/networks.py, gan/models/losses.py or a module of its own) and add its line here; the flag, its
-validation, checkpoints, sampling and export follow.
+(`network`, `loss`): a gan.models.networks.Network (the layers of a generator and a
+discriminator) or a gan.models.losses.Loss (D's and G's losses and any penalty). To add one,
+write that object (in gan/models/networks.py, gan/models/losses.py or a module of its own) and
+add its line here; the flag, its validation, checkpoints, sampling and export follow.
 """
 
 import dataclasses
@@ -59,7 +59,8 @@ def _load(entry):
 
 
 def network(name):
-    """The gan.models.networks.Network called `name` (ValueError naming --model if there is none)."""
+    """The gan.models.networks.Network called `name` (ValueError naming --model if there is
+    none)."""
     return _load(check(NETWORKS, name, "model"))
 
 

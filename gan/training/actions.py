@@ -98,7 +98,8 @@ class SaveCheckpoint(Action):
     raises NonFiniteLossError and nothing is written. With a `writer` (an
     images.BackgroundWriter) its pending jobs are done first, and a failed one (e.g. a full
     disk) is raised instead of the save: no checkpoint claims steps whose files are lost.
-    A full disk during the save itself raises files.DiskFullError (gan.training.checkpoints.save)."""
+    A full disk during the save itself raises files.DiskFullError
+    (gan.training.checkpoints.save)."""
 
     def __init__(self, manager, every, total, saved_step, writer=None):
         self.manager, self.every, self.total = manager, every, total

@@ -93,8 +93,8 @@ def warm_up(multi_step, config):
 def compile_loop(state, config, strategy=None, log=print):
     """make_multi_step for `config`, traced and compiled by warm_up.
 
-    With XLA's persistent compilation cache on (gan.training.compilation), a failed compilation means
-    a cache entry could not be read (e.g. one cut short by a full disk or a crash): this
+    With XLA's persistent compilation cache on (gan.training.compilation), a failed compilation
+    means a cache entry could not be read (e.g. one cut short by a full disk or a crash): this
     machine's entries are removed and the loop compiled afresh, once; if that fails too,
     raises compilation.CacheError. The state does not change either way.
     """

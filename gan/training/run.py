@@ -66,7 +66,8 @@ def train(config, log=print):
     made = not os.path.isdir(config.checkpoint_dir)
     os.makedirs(config.checkpoint_dir, exist_ok=True)
     try:
-        # One writer per run folder: the chief holds its lock while it trains (gan.training.runlock).
+        # One writer per run folder: the chief holds its lock while it trains
+        # (gan.training.runlock).
         lock = runlock.hold(config.checkpoint_dir, log) if chief else contextlib.nullcontext()
         with lock, distribute.writing_folders(config, chief) as (config, save_to):
             return _train(config, strategy, save_to, log)
