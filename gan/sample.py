@@ -100,7 +100,7 @@ def main(argv):
             images.save_png(images.grid(pixels, cols=FLAGS.cols), out)
     except OSError as e:
         cli.fail(f"--out={out}: {e.strerror or e}")
-    print(f"Wrote {FLAGS.num} digits (seed {FLAGS.seed}) from the step-{step} checkpoint "
+    print(f"Wrote {FLAGS.num} images (seed {FLAGS.seed}) from the step-{step} checkpoint "
           f"in {FLAGS.checkpoint_dir} to {out}.")
 
 
