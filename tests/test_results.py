@@ -98,6 +98,7 @@ def test_recipe_rows_are_the_seeds_mean_std_and_worst(root):
     assert poor["seeds"] == "0, 1 (missing 2)"
     assert poor["FD"] == "11.00 ± 1.41 (12.00)"
     assert dict(zip(header, table_row(page, "| *real data*")))["FD"] == "0.50"
+    assert page.index("| [`poor`]") < page.index("| [`good`]")  # from worst to best FD
     # Machine and dates in the header, stated once.
     assert page.count("Test CPU") == 1 and "2026-01-02" in page
 
