@@ -193,7 +193,8 @@ def header(studies, bench):
         "of its last checkpoint on 10,000 samples (26,000 for Stacked MNIST; sampling seed "
         "0) against the dataset's test split ([docs/evaluation.md](../docs/evaluation.md)). "
         "A figure is the mean ± standard deviation over the seeds (n - 1), with the worst "
-        "seed's value in brackets. The *real data* row is the same evaluation of real "
+        "seed's value in brackets; lower is better for FD, KID, class KL and KL, higher for the "
+        "rest (each is defined in docs/evaluation.md). The *real data* row is the same evaluation of real "
         "training images: the floor. Minutes: the median over seeds of the whole "
         "`gan.train` command with the *threads* column's TensorFlow threads; cells of one "
         "thread ran two at a time, one per core, on the otherwise idle machine (as "
@@ -201,9 +202,18 @@ def header(studies, bench):
     ]
 
 
+def columns(rows):
+    """The COLUMNS the rows report; modes_covered is headed as what it counts: classes with
+    at least 2% of the samples, or Stacked MNIST's modes (with KL)."""
+    reported = [c for c in COLUMNS if any(c[0] in r["summary"]["figures"] for r in rows)]
+    modes = any("kl" in r["summary"]["figures"] for r in rows)
+    return [(k, ("modes" if modes else "classes >= 2%") if k == "modes_covered" else h, f)
+            for k, h, f in reported]
+
+
 def dataset_table(rows, dataset):
     """The table of one dataset's recipes: iterations, batch, wall time and every figure."""
-    names = [c for c in COLUMNS if any(c[0] in r["summary"]["figures"] for r in rows)]
+    names = columns(rows)
     lines = ["| recipe | seeds | iterations | batch | threads | minutes | "
              + " | ".join(h for _, h, _ in names) + " |",
              "|---" * (6 + len(names)) + "|"]
@@ -254,7 +264,7 @@ def ablation_section(studies):
                 rows.append({"recipe": entry["recipe"], "cells": cells, "summary": entry})
         if not rows:
             continue
-        names = [c for c in COLUMNS if any(c[0] in r["summary"]["figures"] for r in rows)]
+        names = columns(rows)
         lines += [f"### {name}", "",
                   f"`python -m gan.study --recipes="
                   + ",".join(r.get("given", r["name"]) for r in study["recipes"])
