@@ -228,12 +228,22 @@ def dataset_table(rows, dataset):
             + f" | {', '.join(f'{i:,}' for i in iterations)} | {cells[0]['batch_size']} | "
             f"{', '.join(str(t) for t in sorted({c['threads'] for c in cells}))} | "
             f"{minutes(median([c['train_seconds'] for c in cells]))} | "
-            + " | ".join(cell_of(r["summary"]["figures"].get(k), form, seeds)
-                         for k, _, form in names) + " |")
+            + figure_cells(r, names))
+    return lines + [floor_row(rows, names, 5)]
+
+
+def figure_cells(row, names):
+    """'a | b | ... |': each figure of `names` as mean ± std (worst) over the row's seeds."""
+    seeds = row["summary"]["seeds"]
+    return " | ".join(cell_of(row["summary"]["figures"].get(k), form, seeds)
+                      for k, _, form in names) + " |"
+
+
+def floor_row(rows, names, blanks):
+    """The *real data* row: `blanks` empty columns after its name, then each figure's floor."""
     floor = rows[0]["cells"][0]["real_floor"]
-    lines.append("| *real data* | | | | | | " + " | ".join(
-        fmt(floor.get(k), form) for k, _, form in names) + " |")
-    return lines
+    return ("| *real data* |" + " |" * blanks + " "
+            + " | ".join(fmt(floor.get(k), form) for k, _, form in names) + " |")
 
 
 def worst_classes(rows):
@@ -278,12 +288,8 @@ def ablation_section(studies):
             lines.append(f"| `{r['recipe']}` | {', '.join(map(str, seeds))} | "
                          f"{r['cells'][0]['iterations']:,} | "
                          f"{minutes(median([c['train_seconds'] for c in r['cells']]))} | "
-                         + " | ".join(cell_of(r["summary"]["figures"].get(k), form, seeds)
-                                      for k, _, form in names) + " |")
-        floor = rows[0]["cells"][0]["real_floor"]
-        lines.append("| *real data* | | | | " + " | ".join(
-            fmt(floor.get(k), form) for k, _, form in names) + " |")
-        lines.append("")
+                         + figure_cells(r, names))
+        lines += [floor_row(rows, names, 3), ""]
         if notes:
             lines += [notes, ""]
     if not lines:
