@@ -12,7 +12,8 @@ Rerunning the same command resumes: finished cells are skipped, an interrupted o
 on from its checkpoint. --parallel=N runs N cells at once, the threads split between them;
 --cell=I runs cell I alone (one task of a job array on a shared folder), and --collect builds
 results.json, results.md and results.png from the cells that have finished, naming the
-missing ones. See docs/study.md.
+missing ones; --reevaluate judges the finished cells again with today's evaluator (from
+their checkpoints) and rebuilds them. See docs/study.md.
 
 Exit codes: 0 done; 1 some cell's training or evaluation failed (its log is named); 2 bad
 flags, or --out in use by another study (before any work); 130/143 stopped by SIGINT/SIGTERM
@@ -22,6 +23,7 @@ flags, or --out in use by another study (before any work); 130/143 stopped by SI
 import contextlib
 import dataclasses
 import errno
+import glob
 import json
 import math
 import os
@@ -58,6 +60,10 @@ flags.DEFINE_integer(
 flags.DEFINE_bool("collect", False,
                   "Only build results.json/.md/.png in --out from the finished cells, naming "
                   "the missing ones; trains nothing, takes no lock, needs only --out.")
+flags.DEFINE_bool("reevaluate", False,
+                  "Only judge every finished cell again with today's gan.evaluate (a figure "
+                  "added since, say), from the checkpoints in its folder, and rebuild the "
+                  "results; trains nothing, needs only --out.")
 flags.DEFINE_integer("num_samples", None,
                      "gan.evaluate --num_samples of every cell (default: the evaluator's, "
                      "10,000; 26,000 for Stacked MNIST).")
@@ -76,15 +82,16 @@ CELL_FILE = "cell.json"  # a finished cell's record; its presence means "finishe
 EVAL_FILE = "evaluate.json"  # gan.evaluate --json_out
 
 # Evaluator figures (gan.evaluation.evaluator.ROWS, gan.datasets.stacked.mode_metrics) ->
-# (which way is better, format). worst_class_accuracy is the study's own: the lowest of a
-# conditional generator's per-class accuracies (label_accuracy).
+# (which way is better, format). worst_class_accuracy and class_margin are the study's own:
+# the lowest of a conditional generator's per-class accuracies (label_accuracy), and the
+# lowest of those minus the classifier's own on real test images of the class.
 FIGURES = {
     "fd": ("lower", "{:.3f}"), "kid": ("lower", "{:.5f}"),
     "classifier_score": ("higher", "{:.3f}"), "modes_covered": ("higher", "{:.1f}"),
     "class_kl": ("lower", "{:.4f}"), "precision": ("higher", "{:.3f}"),
     "recall": ("higher", "{:.3f}"), "kl": ("lower", "{:.4f}"),
     "kl_channels": ("lower", "{:.4f}"), "dependence": ("lower", "{:.4f}"),
-    "worst_class_accuracy": ("higher", "{:.4f}"),
+    "worst_class_accuracy": ("higher", "{:.4f}"), "class_margin": ("higher", "{:+.4f}"),
 }
 NOT_FIGURES = ("num_samples", "kid_std")  # numbers in the evaluator's JSON that are not judged
 
@@ -429,6 +436,19 @@ def format_duration(seconds):
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def evaluate_args(folder, num_samples, config):
+    """The gan.evaluate command of the cell in `folder` (trained with TrainConfig `config`, a
+    dict): its newest checkpoint judged, the JSON written to its evaluate.json."""
+    args = [sys.executable, "-m", "gan.evaluate",
+            f"--checkpoint_dir={os.path.join(folder, 'checkpoints')}",
+            f"--json_out={os.path.join(folder, EVAL_FILE)}"]
+    if num_samples:
+        args.append(f"--num_samples={num_samples}")
+    if config.get("data_dir"):
+        args.append(f"--data_dir={config['data_dir']}")
+    return args
+
+
 class Job:
     """A cell being run: training (resumed if its folder has checkpoints), then evaluation,
     then its record. `poll` advances it; `done` when finished or failed."""
@@ -467,13 +487,7 @@ class Job:
 
     def _start_evaluation(self):
         self.phase = "evaluate"
-        args = [sys.executable, "-m", "gan.evaluate",
-                f"--checkpoint_dir={self.cell.path('checkpoints')}",
-                f"--json_out={self.cell.path(EVAL_FILE)}"]
-        if self.num_samples:
-            args.append(f"--num_samples={self.num_samples}")
-        if self.cell.config.get("data_dir"):
-            args.append(f"--data_dir={self.cell.config['data_dir']}")
+        args = evaluate_args(self.cell.folder, self.num_samples, self.cell.config)
         self.eval_args = args
         self.eval_started = time.time()
         self.process = start(args, self.cell.path("evaluate.log"), self.threads, append=False)
@@ -696,7 +710,26 @@ def cell_figures(record):
     worst = worst_class(generated)
     if worst:
         figures["worst_class_accuracy"] = worst[1]
+    margin = class_margin(generated, record["evaluation"]["real_floor"])
+    if margin:
+        figures["class_margin"] = margin[1]
     return figures
+
+
+def class_margin(generated, floor):
+    """(class, margin) of the class drawn as asked furthest below the classifier's own
+    accuracy on real test images of it (margin = the fraction drawn as asked minus that
+    accuracy: >= 0 for every class means the generator is as legible as real images), or None
+    without both per-class accuracies (an evaluation from before the floor had them)."""
+    drawn, right = generated.get("label_accuracy"), floor.get("label_accuracy")
+    if not drawn or not right:
+        return None
+    known = [(a - r, d) for d, (a, r) in enumerate(zip(drawn, right))
+             if a is not None and r is not None and math.isfinite(a) and math.isfinite(r)]
+    if not known:
+        return None
+    margin, d = min(known)
+    return d, margin
 
 
 def worst_class(generated):
@@ -750,6 +783,11 @@ def collect(out):
         if worst:
             row["worst_class"], row["worst_class_accuracy"] = worst
             row["label_accuracy"] = generated["label_accuracy"]
+        floor = record["evaluation"]["real_floor"]
+        margin = class_margin(generated, floor)
+        if margin:
+            row["margin_class"], row["class_margin"] = margin
+            row["classifier_accuracy"] = floor["label_accuracy"]
         cells.append(row)
     recipes = []
     for recipe in [r["name"] for r in study["recipes"]]:
@@ -817,9 +855,16 @@ def markdown(results, command):
     conditional = [c for c in results["cells"] if "worst_class" in c]
     if conditional:
         lines += ["## Worst class of each conditional seed", "",
-                  "| recipe | seed | worst class | drawn as asked |", "|---|---|---|---|"]
+                  "The class drawn as asked least often, and the class furthest below the "
+                  "classifier's own accuracy on real test images of it (margin: drawn as "
+                  "asked minus that accuracy, in points; >= 0 for every class: as legible as "
+                  "real images).", "",
+                  "| recipe | seed | worst class | drawn as asked | furthest below the "
+                  "classifier | margin |", "|---|---|---|---|---|---|"]
         lines += [f"| {c['recipe']} | {c['seed']} | {c['worst_class']} | "
-                  f"{100 * c['worst_class_accuracy']:.1f}% |" for c in conditional]
+                  f"{100 * c['worst_class_accuracy']:.1f}% | {c.get('margin_class', '-')} | "
+                  + (f"{100 * c['class_margin']:+.1f} |" if "class_margin" in c else "- |")
+                  for c in conditional]
         lines.append("")
     if results["missing"]:
         lines += ["## Missing cells", ""]
@@ -913,17 +958,67 @@ def main(argv):
         if not FLAGS.out:
             raise StudyError("--out is required: the study's folder")
         out = os.path.abspath(FLAGS.out)
-        if FLAGS.collect:
+        if FLAGS.collect or FLAGS.reevaluate:
+            given = "--collect" if FLAGS.collect else "--reevaluate"
+            if FLAGS.collect and FLAGS.reevaluate:
+                raise StudyError("--collect and --reevaluate: give one (--reevaluate also "
+                                 "collects)")
             if TRAIN_ARGS or FLAGS.recipes or FLAGS.cell is not None:
-                raise StudyError("--collect needs only --out (it reads the study's own "
+                raise StudyError(f"{given} needs only --out (it reads the study's own "
                                  "definition there)")
+            code = reevaluate(out) if FLAGS.reevaluate else 0
             results, text = write_results(out, base_command(out))
             print_results(out, results, text)
-            return
+            sys.exit(code)
         code = run_study(out)
     except StudyError as e:
         cli.fail(e)
     sys.exit(code)
+
+
+def reevaluate(out):
+    """Judges each finished cell of the study in `out` again: its gan.evaluate command, run
+    as the study ran it (threads included), replaces the evaluation in its cell.json; the
+    training part of the record stays. Holds the study's lock, as a study run does. Returns 1
+    if a cell could not be judged (its checkpoints are not here, or gan.evaluate failed: named,
+    and its record left as it was), else 0."""
+    study = read_json(os.path.join(out, STUDY_FILE))
+    if study is None:
+        raise StudyError(f"--out={out} holds no {STUDY_FILE}: no study was started there")
+    failed = 0
+    with study_lock(out, shared=False):
+        entries = [e for e in study["cells"]
+                   if read_json(os.path.join(out, e["folder"], CELL_FILE)) is not None]
+        print(f"Judging {len(entries)} finished cell(s) of {len(study['cells'])} again.",
+              flush=True)
+        for n, entry in enumerate(entries, 1):
+            folder = os.path.join(out, entry["folder"])
+            label = f"[{n}/{len(entries)} {entry['recipe']} seed {entry['seed']}]"
+            record = read_json(os.path.join(folder, CELL_FILE))
+            steps = [int(m[1]) for m in (re.search(r"ckpt-(\d+)\.index$", p) for p in
+                     glob.glob(os.path.join(folder, "checkpoints", "ckpt-*.index"))) if m]
+            if max(steps, default=None) != record["iterations"]:
+                print(f"{label} skipped: {os.path.join(folder, 'checkpoints')} holds no "
+                      f"checkpoint of its last step, {record['iterations']} (the run is on "
+                      "another machine?); its record is unchanged", flush=True)
+                failed = 1
+                continue
+            args = evaluate_args(folder, study.get("num_samples"), record["config"])
+            started = time.time()
+            code = start(args, os.path.join(folder, "evaluate.log"), record["threads"],
+                         append=False).wait()
+            if code:
+                print(f"{label} FAILED (exit {code}); {os.path.join(folder, 'evaluate.log')} "
+                      f"ends:\n{_tail(os.path.join(folder, 'evaluate.log'))}", flush=True)
+                failed = 1
+                continue
+            record.update(evaluation=read_json(os.path.join(folder, EVAL_FILE)),
+                          eval_seconds=round(time.time() - started, 1),
+                          evaluate_command=command_line(args, record["threads"]))
+            write_json(os.path.join(folder, CELL_FILE), record)
+            print(f"{label} judged again in {format_duration(time.time() - started)}",
+                  flush=True)
+    return failed
 
 
 def run_study(out):

@@ -301,7 +301,7 @@ def test_the_reference_is_kept_on_disk_and_computed_again_when_damaged(
     monkeypatch.setattr(classifier, "features_and_probs", no_features)
     eval_lib._reference.cache_clear()  # as a new process
     loaded = eval_lib.reference(data_dir)
-    for name in ("features", "mean", "cov", "radii"):
+    for name in ("features", "mean", "cov", "radii", "label_accuracy"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(computed, name), name)
 
     path.write_bytes(path.read_bytes()[:100])  # cut short, as a crash could leave it
@@ -312,8 +312,39 @@ def test_the_reference_is_kept_on_disk_and_computed_again_when_damaged(
     with np.load(path) as f:  # written whole again
         np.testing.assert_array_equal(f["features"], computed.features)
     # Other test images (or weights) are another file, never a stale one.
-    images = data.load_split("mnist", "test", data_dir)[0]
-    assert eval_lib.reference_cache_path("mnist", images) == str(path)
-    assert eval_lib.reference_cache_path("mnist", images[:-1]) != str(path)
-    assert eval_lib.reference_cache_path("fashion_mnist", images) != str(path)
+    images, labels = data.load_split("mnist", "test", data_dir)
+    assert eval_lib.reference_cache_path("mnist", images, labels) == str(path)
+    assert eval_lib.reference_cache_path("mnist", images[:-1], labels[:-1]) != str(path)
+    assert eval_lib.reference_cache_path("mnist", images, np.roll(labels, 1)) != str(path)
+    assert eval_lib.reference_cache_path("fashion_mnist", images, labels) != str(path)
+    # A file of an older Reference (without label_accuracy) is computed again, not trusted.
+    with np.load(path) as f:
+        older = {name: f[name] for name in f.files if name != "label_accuracy"}
+    np.savez(path, **older)
     eval_lib._reference.cache_clear()
+    np.testing.assert_array_equal(eval_lib.reference(data_dir).label_accuracy,
+                                  computed.label_accuracy)
+    with np.load(path) as f:
+        assert "label_accuracy" in f.files
+    eval_lib._reference.cache_clear()
+
+
+def test_the_floor_of_class_accuracy_is_the_classifier_on_real_test_images(data_dir):
+    from gan.datasets import load as data
+    from gan.evaluation import classifier
+
+    images, labels = data.load_split("mnist", "test", data_dir)
+    predicted = np.argmax(classifier.features_and_probs(images / 255.0)[1], axis=1)
+    expected = [np.mean(predicted[labels == d] == d) for d in range(10)]
+    # Real training images asked for their own classes: the generated side is what the
+    # classifier makes of them, the floor what it makes of the test split.
+    train_images, train_labels = data.load_split("mnist", "train", data_dir)
+    generated, floor = eval_lib.evaluate(train_images[:200], "mnist", data_dir,
+                                         train_labels[:200])
+    np.testing.assert_allclose(floor["label_accuracy"], expected, atol=5e-5)
+    assert len(generated["label_accuracy"]) == 10
+    assert "classifier right on real test digits, %:" in eval_lib.format_table(generated, floor)
+    # Unconditional samples have no such bar, and the cached floor was not changed.
+    _, plain = eval_lib.evaluate(train_images[:200], "mnist", data_dir)
+    assert "label_accuracy" not in plain
+    assert "classifier right" not in eval_lib.format_table(generated, plain)

@@ -24,9 +24,11 @@ def test_committed_pages_match_the_generator():
     assert result.returncode == 0, result.stderr
 
 
-def make_study(root, name, recipes, train_args=(), dataset="mnist", figures=None, seeds=None):
+def make_study(root, name, recipes, train_args=(), dataset="mnist", figures=None, seeds=None,
+               floor=None):
     """A finished study under root/experiments/studies/<name>, made as gan.study makes one:
-    cell.json records (figures[recipe][seed] = {figure: value}), then study.collect."""
+    cell.json records (figures[recipe][seed] = {figure: value}; the real floor 0.5 for each,
+    or as `floor` gives), then study.collect."""
     out = os.path.join(root, "experiments", "studies", name)
     seeds = seeds or sorted({s for r in recipes for s in figures[r]})
     cells = []
@@ -44,7 +46,8 @@ def make_study(root, name, recipes, train_args=(), dataset="mnist", figures=None
                 "train_seconds": 60.0 * (seed + 1), "eval_seconds": 5.0,
                 "train_command": "python -m gan.train", "machine": MACHINE,
                 "evaluation": {"generated": generated,
-                               "real_floor": {k: 0.5 for k in figures[recipe][seed]}}}
+                               "real_floor": {**{k: 0.5 for k in figures[recipe][seed]},
+                                              **(floor or {})}}}
             os.makedirs(os.path.join(out, folder))
             study.write_json(os.path.join(out, folder, "cell.json"), record)
     study.write_json(os.path.join(out, "study.json"), {
@@ -101,6 +104,26 @@ def test_recipe_rows_are_the_seeds_mean_std_and_worst(root):
     assert page.index("| [`poor`]") < page.index("| [`good`]")  # from worst to best FD
     # Machine and dates in the header, stated once.
     assert page.count("Test CPU") == 1 and "2026-01-02" in page
+
+
+def test_conditional_recipes_are_measured_against_the_classifier(tmp_path):
+    """A conditional recipe's worst class, and how far its class furthest below the
+    classifier's own accuracy on real test images falls short: per seed, and over seeds."""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "README.md").write_text(f"{results.README_BEGIN}\n{results.README_END}\n")
+    right = [0.99] * 10
+    right[3] = 0.95  # the classifier's own accuracy on real test images of each class
+    drawn = {0: [1.0] * 10, 1: [1.0] * 10}
+    drawn[0][3], drawn[0][7] = 0.96, 0.984  # 3 drawn least often, 7 furthest below (-0.6)
+    drawn[1][3] = 0.94  # 3 both (-1.0)
+    make_study(tmp_path, "cond", ["cond"], floor={"label_accuracy": right}, figures={"cond": {
+        s: {"fd": 1.0, "label_accuracy": drawn[s]} for s in (0, 1)}})
+    page = results.results_page(str(tmp_path))
+    row = dict(zip(table_row(page, "| recipe |"), table_row(page, "| [`cond`]")))
+    assert row["worst class drawn as asked"] == "95.0% ± 1.4% (94.0%)"
+    assert row["worst class minus the classifier's accuracy on it"] == "-0.8% ± 0.3% (-1.0%)"
+    assert table_row(page, "| `cond` | 0 |") == ["`cond`", "0", "3", "96.0%", "7", "-0.6%"]
+    assert table_row(page, "| `cond` | 1 |") == ["`cond`", "1", "3", "94.0%", "3", "-1.0%"]
 
 
 def test_ablations_have_their_own_table(root):

@@ -179,11 +179,15 @@ def test_cells_record_the_flags_given_after_the_studys_own_and_the_threads(kille
 def own_figures(out, recipe, seed):
     """The figures of one cell, read from gan.evaluate's own JSON (not from the study's
     record): every judged number, and the worst class's accuracy of a conditional one."""
-    generated = read(os.path.join(cell_dir(out, recipe, seed), "evaluate.json"))["generated"]
+    evaluation = read(os.path.join(cell_dir(out, recipe, seed), "evaluate.json"))
+    generated = evaluation["generated"]
     figures = {k: generated[k] for k in ("fd", "kid", "classifier_score", "modes_covered",
                                          "class_kl", "precision", "recall")}
     if "label_accuracy" in generated:
         figures["worst_class_accuracy"] = min(generated["label_accuracy"])
+        # against the classifier's own accuracy on real test images of each class
+        figures["class_margin"] = min(np.subtract(generated["label_accuracy"],
+                                                  evaluation["real_floor"]["label_accuracy"]))
     return figures
 
 
@@ -200,6 +204,7 @@ def test_the_tables_mean_std_and_worst_seed_are_those_of_the_cells_own_figures(k
         floor = read(os.path.join(cell_dir(out, recipe, 0), "evaluate.json"))["real_floor"]
         assert set(entry["figures"]) == set(cells[0])
         assert ("worst_class_accuracy" in entry["figures"]) == (recipe == "cond")
+        assert ("class_margin" in entry["figures"]) == (recipe == "cond")
         for name, figure in entry["figures"].items():
             values = np.array([cells[seed][name] for seed in SEEDS], float)
             assert figure["mean"] == pytest.approx(values.mean(), rel=1e-12, abs=1e-12)
@@ -214,14 +219,20 @@ def test_the_tables_mean_std_and_worst_seed_are_those_of_the_cells_own_figures(k
         assert np.std([cells[s]["fd"] for s in SEEDS]) > 0  # the seeds really differ
     for cell in results["cells"]:
         if cell["recipe"] == "cond":  # each conditional seed's worst class
-            accuracy = read(os.path.join(cell_dir(out, "cond", cell["seed"]),
-                                         "evaluate.json"))["generated"]["label_accuracy"]
+            evaluation = read(os.path.join(cell_dir(out, "cond", cell["seed"]),
+                                           "evaluate.json"))
+            accuracy = evaluation["generated"]["label_accuracy"]
             assert cell["worst_class_accuracy"] == min(accuracy)
             assert accuracy[cell["worst_class"]] == min(accuracy)
+            assert cell["classifier_accuracy"] == evaluation["real_floor"]["label_accuracy"]
+            margins = np.subtract(accuracy, evaluation["real_floor"]["label_accuracy"])
+            assert cell["class_margin"] == pytest.approx(margins.min(), abs=1e-12)
+            assert margins[cell["margin_class"]] == margins.min()
             assert (f"| cond | {cell['seed']} | {cell['worst_class']} | "
-                    f"{100 * min(accuracy):.1f}% |") in markdown
+                    f"{100 * min(accuracy):.1f}% | {cell['margin_class']} | "
+                    f"{100 * margins.min():+.1f} |") in markdown
         else:
-            assert "worst_class" not in cell
+            assert "worst_class" not in cell and "class_margin" not in cell
     with open(os.path.join(out, "results.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
@@ -282,6 +293,48 @@ def test_cell_and_collect_name_the_missing_cells_and_fill_them_in(killed_study, 
     before = read(os.path.join(killed_study["out"], "results.json"))["cells"][1]
     for key in ("recipe", "seed", "figures", "real_floor", "iterations", "batch_size"):
         assert again[key] == before[key], key
+
+
+def test_reevaluate_judges_finished_cells_again_and_names_those_it_cannot(killed_study,
+                                                                         tmp_path):
+    """--reevaluate replaces each finished cell's evaluation by today's gan.evaluate of its
+    checkpoint (here: a record made by an older evaluator, without the classifier's own
+    per-class accuracy, and with another FD) and rebuilds the results; a cell whose
+    checkpoints are elsewhere is named, left as it was, and the exit code is 1."""
+    from gan.training import runlock
+
+    out = str(tmp_path / "out")
+    shutil.copytree(killed_study["out"], out)
+    cond = os.path.join(cell_dir(out, "cond", 0), "cell.json")
+    record = read(cond)
+    older = json.loads(json.dumps(record))
+    del older["evaluation"]["real_floor"]["label_accuracy"]
+    older["evaluation"]["generated"]["fd"] = 123.0
+    with open(cond, "w") as f:
+        json.dump(older, f)
+    shutil.rmtree(os.path.join(cell_dir(out, "plain", 1), "checkpoints"))
+    elsewhere = open(os.path.join(cell_dir(out, "plain", 1), "cell.json")).read()
+
+    with runlock.hold(out):  # a study running in the folder: refused, nothing changed
+        busy = run_cli("gan.study", "--reevaluate", f"--out={out}")
+    assert busy.returncode == 2 and "in use by another study" in busy.stderr, busy.stderr
+    assert read(cond) == older
+    given = run_cli("gan.study", "--reevaluate", f"--out={out}", "--recipes=plain")
+    assert given.returncode == 2 and "--reevaluate needs only --out" in given.stderr
+
+    result = run_cli("gan.study", "--reevaluate", f"--out={out}")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "plain seed 1] skipped" in result.stdout, result.stdout[-3000:]
+    again = read(cond)
+    for part in ("generated", "real_floor"):  # the evaluator's figures, as first judged
+        assert again["evaluation"][part] == record["evaluation"][part], part
+    assert again["train_seconds"] == record["train_seconds"]
+    assert open(os.path.join(cell_dir(out, "plain", 1), "cell.json")).read() == elsewhere
+    results = read(os.path.join(out, "results.json"))
+    assert results["complete"]  # the skipped cell keeps its record, and its place
+    margin = results["recipes"][1]["figures"]["class_margin"]
+    assert margin["mean"] == pytest.approx(np.mean([own_figures(out, "cond", s)["class_margin"]
+                                                    for s in SEEDS]), abs=1e-12)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -3,7 +3,10 @@
 
 `evaluate(images, dataset)` returns (generated, floor): the figures of the images and the
 same for as many real training images (what a perfect generator would reach at that sample
-size; the figures are biased by it, so compare at equal counts). Which figures depends on
+size; the figures are biased by it, so compare at equal counts). For a generator asked for
+classes, both also hold label_accuracy per class: how often the samples are classified as
+the class asked for, and how often the classifier is right on the real test images of that
+class (the classifier's own accuracy: a generator cannot be judged better). Which figures depends on
 the Dataset's `evaluation`:
   "features": every metric of gan.evaluation.metrics in the features of the dataset's classifier
       (gan.evaluation.classifier), against its test split (evaluate_images, real_floor);
@@ -49,40 +52,45 @@ MODE_SUMMARY = {"modes_covered": ("modes", "{}"), "kl": ("kl", "{:.4f}")}
 @dataclasses.dataclass(frozen=True)
 class Reference:
     """A dataset's test split in its classifier's space: features [N, 64], their mean and
-    covariance, and each point's distance to its K_NEAREST-th neighbour (the real manifold)."""
+    covariance, each point's distance to its K_NEAREST-th neighbour (the real manifold), and
+    label_accuracy [C], the classifier's accuracy on the split's images of each class."""
 
     features: np.ndarray
     mean: np.ndarray
     cov: np.ndarray
     radii: np.ndarray
+    label_accuracy: np.ndarray
 
 
 @functools.lru_cache(maxsize=4)
 def _reference(data_dir, dataset):
-    images, _ = data.load_split(dataset, "test", data_dir)
-    path = reference_cache_path(dataset, images)
+    images, labels = data.load_split(dataset, "test", data_dir)
+    path = reference_cache_path(dataset, images, labels)
     try:
         with np.load(path) as f:
             return Reference(**{name: f[name] for name in Reference.__dataclass_fields__})
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):
-        pass  # not cached yet, or damaged: compute it (and cache it again)
-    features, _ = classifier.features_and_probs(images / 255.0,
-                                                classifier.for_dataset(dataset))
+        pass  # not cached yet, damaged, or of an older Reference: compute it (and cache it)
+    features, probs = classifier.features_and_probs(images / 255.0,
+                                                    classifier.for_dataset(dataset))
     reference = Reference(features, *metrics.mean_and_covariance(features),
-                          metrics.knn_radii(features, K_NEAREST))
+                          metrics.knn_radii(features, K_NEAREST),
+                          np.array(label_accuracy(probs, labels)))
     files.write_cached_arrays(path, **dataclasses.asdict(reference))
     return reference
 
 
-def reference_cache_path(dataset, images):
-    """Where the Reference of `dataset`'s test split `images` is cached (its 10,000 features
-    take seconds to compute, in every process that evaluates): in gan.files.cache_dir(),
-    named by a fingerprint of what it is computed from, the test images, the classifier's
-    weights file, K_NEAREST and the TensorFlow and Keras versions (their arithmetic)."""
+def reference_cache_path(dataset, images, labels):
+    """Where the Reference of `dataset`'s test split (`images`, `labels`) is cached (its
+    10,000 features take seconds to compute, in every process that evaluates): in
+    gan.files.cache_dir(), named by a fingerprint of what it is computed from, the test
+    images and labels, the classifier's weights file, K_NEAREST and the TensorFlow and Keras
+    versions (their arithmetic)."""
     import keras
     import tensorflow as tf
 
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels, np.int64).tobytes())
     with open(classifier.weights_path(dataset), "rb") as f:
         digest.update(f.read())
     digest.update(f"{K_NEAREST} {tf.__version__} {keras.__version__}".encode())
@@ -289,8 +297,16 @@ def evaluate(images, dataset="mnist", data_dir=None, labels=None):
     if spec.evaluation == "modes":
         return (mode_metrics(classify_modes(images, dataset), dataset),
                 mode_floor(len(images), data_dir, dataset))
-    return (evaluate_images(images, data_dir, labels, dataset),
-            real_floor(len(images), data_dir, dataset))
+    floor = real_floor(len(images), data_dir, dataset)
+    if labels is not None:  # the bar of label_accuracy: the classifier on real test images
+        floor = {**floor, "label_accuracy": classifier_accuracy(data_dir, dataset)}
+    return evaluate_images(images, data_dir, labels, dataset), floor
+
+
+def classifier_accuracy(data_dir=None, dataset="mnist"):
+    """Per class, the fraction of `dataset`'s test images of that class that its classifier
+    gets right: a list of C floats (4 decimals, as label_accuracy is reported)."""
+    return [round(float(a), 4) for a in reference(data_dir, dataset).label_accuracy]
 
 
 def judged_as(dataset):
@@ -382,6 +398,9 @@ def feature_table(generated, floor, dataset="mnist"):
     if "label_accuracy" in generated:
         asked = " ".join(f"{d}:{100 * a:5.1f}" for d, a in enumerate(generated["label_accuracy"]))
         lines.append(f"asked {one} drawn as asked, %: {asked}")
+    if "label_accuracy" in floor:
+        right = " ".join(f"{d}:{100 * a:5.1f}" for d, a in enumerate(floor["label_accuracy"]))
+        lines.append(f"classifier right on real test {many}, %: {right}")
     return "\n".join(lines)
 
 
