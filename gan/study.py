@@ -987,14 +987,13 @@ def reevaluate(out):
         raise StudyError(f"--out={out} holds no {STUDY_FILE}: no study was started there")
     failed = 0
     with study_lock(out, shared=False):
-        entries = [e for e in study["cells"]
-                   if read_json(os.path.join(out, e["folder"], CELL_FILE)) is not None]
-        print(f"Judging {len(entries)} finished cell(s) of {len(study['cells'])} again.",
-              flush=True)
-        for n, entry in enumerate(entries, 1):
+        records = [(e, read_json(os.path.join(out, e["folder"], CELL_FILE)))
+                   for e in study["cells"]]
+        finished = [(e, r) for e, r in records if r is not None]
+        print(f"Judging {len(finished)} finished cell(s) of {len(records)} again.", flush=True)
+        for n, (entry, record) in enumerate(finished, 1):
             folder = os.path.join(out, entry["folder"])
-            label = f"[{n}/{len(entries)} {entry['recipe']} seed {entry['seed']}]"
-            record = read_json(os.path.join(folder, CELL_FILE))
+            label = f"[{n}/{len(finished)} {entry['recipe']} seed {entry['seed']}]"
             steps = [int(m[1]) for m in (re.search(r"ckpt-(\d+)\.index$", p) for p in
                      glob.glob(os.path.join(folder, "checkpoints", "ckpt-*.index"))) if m]
             if max(steps, default=None) != record["iterations"]:
