@@ -937,7 +937,8 @@ def base_command(out):
     study = read_json(os.path.join(out, STUDY_FILE)) or {}
     parts = ["python -m gan.study",
              "--recipes=" + ",".join(r["given"] for r in study.get("recipes", [])),
-             "--seeds=" + ",".join(map(str, study.get("seeds", []))), f"--out={out}"]
+             "--seeds=" + ",".join(map(str, study.get("seeds", []))),
+             f"--out={portable(out)}"]  # relative: results.md is committed
     if study.get("num_samples"):
         parts.append(f"--num_samples={study['num_samples']}")
     return " ".join(parts + [shlex.quote(a) for a in study.get("train_args", [])])

@@ -276,7 +276,9 @@ def test_cell_and_collect_name_the_missing_cells_and_fill_them_in(killed_study, 
     assert not results["complete"]
     assert [e["seeds"] for e in results["recipes"]] == [[0], [0]]
     assert results["recipes"][0]["figures"]["fd"]["std"] is None  # one seed: no spread
-    assert "--cell=1`" in open(os.path.join(out, "results.md")).read()
+    missing_md = open(os.path.join(out, "results.md")).read()
+    assert "--cell=1`" in missing_md
+    assert "--out=" in missing_md and "--out=/" not in missing_md  # no folder of one machine
 
     # The killed study's cells each had 1 thread (--threads=2 over --parallel=2); a --cell
     # run has the --threads of its machine alone: 1 here, for the same arithmetic.
