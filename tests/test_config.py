@@ -58,6 +58,13 @@ RECORDS = {
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
                 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False},
         'spectral_norm': False},
+    "stacked_mnist_rpgan": {
+        'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True,
+        'loss': 'rpgan', 'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
+                'ema_decay': 0.999, 'num_images': 10, 'r1': 0.1, 'r2': 0.1, 'seed': 0,
+                'xla': False},
+        'spectral_norm': False},
 }
 RECORDS["original"] = RECORDS["default"]  # experiments/original.flags is the default run
 
