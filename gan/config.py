@@ -8,6 +8,7 @@ from gan import datasets
 from gan.models import registry
 
 STRATEGIES = ("default", "mirrored", "multi_worker")  # gan.training.distribute makes them
+PENALTY_WEIGHTS = ("gp_weight", "r1", "r2")  # the fields weighting a loss's penalty on D
 
 
 # How a field may change when a run resumes from a checkpoint (gan.training.resume reads these):
@@ -144,6 +145,14 @@ class TrainConfig:
         "With --loss=rpgan: weight gamma of the R2 penalty, gamma / 2 x E ||grad D(x)||^2 at "
         "the generated images (0 = off).",
         APPLIED, recorded=lambda config: registry.reads(config.loss, "r2"))
+    penalty_every: int = option(
+        1,
+        "Lazy regularization (StyleGAN2, Karras et al. 2020): D's penalty (--r1/--r2 of "
+        "--loss=rpgan, the gradient penalty of --loss=wgan-gp) in one iteration of N only, "
+        "weighted N there: the same gradient on average at about 1/N of the penalty's cost. "
+        "1 = every iteration.",
+        APPLIED, recorded=lambda config: any(registry.reads(config.loss, name)
+                                             for name in PENALTY_WEIGHTS))
     spectral_norm: bool = option(False, "Spectral normalisation of the discriminator's "
                                         "layers.", ARCHITECTURE)
     minibatch_std: bool = option(
@@ -236,7 +245,7 @@ class TrainConfig:
         if self.clusters and not self.conditional:
             raise ValueError("--clusters trains the conditional networks on k-means clusters "
                              "instead of digits: give --conditional too")
-        for name in ("gp_weight", "r1", "r2"):
+        for name in PENALTY_WEIGHTS:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         for name in ("r1", "r2"):  # off by default: set with a loss that ignores it, a mistake
@@ -244,6 +253,15 @@ class TrainConfig:
                 readers = [loss for loss in registry.LOSSES if registry.reads(loss, name)]
                 raise ValueError(f"--{name} is a penalty of --loss={' or '.join(readers)}, "
                                  f"not of --loss={self.loss}: leave it at 0")
+        if self.penalty_every < 1:
+            raise ValueError(f"--penalty_every must be at least 1 (1 = every iteration), "
+                             f"got {self.penalty_every}")
+        penalised = [loss for loss in registry.LOSSES
+                     if any(registry.reads(loss, name) for name in PENALTY_WEIGHTS)]
+        if self.penalty_every > 1 and self.loss not in penalised:
+            raise ValueError(f"--penalty_every spaces out the penalty of --loss="
+                             f"{' or '.join(penalised)}; --loss={self.loss} has none: "
+                             f"leave it at 1")
         if not self.diversity >= 0:
             raise ValueError(f"--diversity must be >= 0 (0 = off), got {self.diversity}")
         if self.diversity and self.batch_size % 2:

@@ -277,9 +277,14 @@ def _bound_args(args):
 
 
 def differing_fields(saved, wanted):
-    """Names of the TrainConfig fields (not FREE_FIELDS) that differ between two configs."""
+    """Names of the TrainConfig fields (not FREE_FIELDS) that differ between two configs. A
+    field one of them lacks (a record made before the field existed) is at its default."""
+    from gan import config as config_lib  # no TensorFlow
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
+    value = lambda config, name: config.get(name, defaults.get(name))  # noqa: E731
     return sorted(k for k in set(saved) | set(wanted)
-                  if k not in FREE_FIELDS and saved.get(k) != wanted.get(k))
+                  if k not in FREE_FIELDS and value(saved, k) != value(wanted, k))
 
 
 def read_json(path):

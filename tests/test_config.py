@@ -50,7 +50,8 @@ RECORDS = {
         'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'wgan-gp',
         'minibatch_std': False, 'model': 'mlp', 'noise_dim': 100,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.9, 'd_steps': 5, 'diversity': 0.0,
-                'ema_decay': 0.999, 'gp_weight': 10.0, 'num_images': 10, 'seed': 0, 'xla': True},
+                'ema_decay': 0.999, 'gp_weight': 10.0, 'num_images': 10, 'penalty_every': 1,
+                'seed': 0, 'xla': True},
         'spectral_norm': False},
     "stacked_mnist": {
         'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True, 'loss': 'bce',
@@ -62,8 +63,8 @@ RECORDS = {
         'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True,
         'loss': 'rpgan', 'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
-                'ema_decay': 0.999, 'num_images': 10, 'r1': 0.1, 'r2': 0.1, 'seed': 0,
-                'xla': False},
+                'ema_decay': 0.999, 'num_images': 10, 'penalty_every': 1, 'r1': 0.1,
+                'r2': 0.1, 'seed': 0, 'xla': False},
         'spectral_norm': False},
 }
 RECORDS["original"] = RECORDS["default"]  # experiments/original.flags is the default run
@@ -140,8 +141,12 @@ def test_the_step_reads_the_config_it_was_made_with():
     (dict(loss="hinge", r2=0.5), "--r2 is a penalty of --loss=rpgan, not of --loss=hinge"),
     (dict(loss="rpgan", r1=-1.0), "--r1 must be >= 0, got -1.0"),
     (dict(loss="rpgan", r2=float("nan")), "--r2 must be >= 0, got nan"),
+    (dict(loss="rpgan", penalty_every=0), "--penalty_every must be at least 1"),
+    (dict(loss="hinge", penalty_every=4),
+     "--penalty_every spaces out the penalty of --loss=wgan-gp or rpgan; --loss=hinge has "
+     "none: leave it at 1"),
 ])
-def test_r1_and_r2_are_refused_naming_the_flag_unless_rpgan_reads_them(options, message):
+def test_penalty_settings_are_refused_naming_the_flag_unless_the_loss_has_that_penalty(options, message):
     with pytest.raises(ValueError, match=f"^{message}"):
         config_lib.TrainConfig(**options).validate()
     config_lib.TrainConfig(loss="rpgan", r1=1.0, r2=1.0, pack=2, conditional=True).validate()
@@ -153,6 +158,13 @@ def test_r1_and_r2_are_recorded_only_with_rpgan_and_a_change_applies():
     run = json.loads(resume.record(rpgan))["run"]
     assert (run["r1"], run["r2"]) == (1.0, 2.0) and "gp_weight" not in run
     assert "r1" not in json.loads(resume.record(config_lib.TrainConfig()))["run"]
+    # --penalty_every: recorded with a loss that has a penalty
+    assert run["penalty_every"] == 1
+    assert "penalty_every" not in json.loads(resume.record(config_lib.TrainConfig()))["run"]
+    lazy = dataclasses.replace(rpgan, penalty_every=4)
+    assert json.loads(resume.record(lazy))["run"]["penalty_every"] == 4
+    assert resume.check(resume.record(lazy), resume.record(rpgan)) == (
+        [], ["--penalty_every=1 replaces the checkpoint's 4."])
     problems, notes = resume.check(resume.record(rpgan), resume.record(
         dataclasses.replace(rpgan, r1=0.5)))
     assert problems == [] and notes == ["--r1=0.5 replaces the checkpoint's 1."]

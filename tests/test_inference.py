@@ -70,3 +70,27 @@ def test_sampling_labels_by_kind_of_generator():
     thirds = {"conditional": True, "clusters": 3, "cluster_prior": [0.5, 0.3, 0.2]}
     assert np.bincount(inference.sampling_labels(thirds, 7), minlength=3).tolist() == [4, 2, 1]
     assert len(inference.sampling_labels(thirds, 1)) == 1
+
+
+def test_cluster_labels_of_stacked_channels_are_drawn_channel_by_channel():
+    # Stacked MNIST with --clusters=K: a label is one cluster id per channel (ka K^2 + kb K
+    # + kc), the prior the product of one channel's shares. With more tuples (K^3 = 64,000)
+    # than samples, every channel must still get each cluster's share of the samples, not
+    # only the likeliest tuples' clusters.
+    k, num = 40, 2000
+    shares = np.arange(1, k + 1, dtype=np.float64)
+    shares /= shares.sum()
+    prior = np.multiply.outer(np.multiply.outer(shares, shares), shares).reshape(-1)
+    architecture = {"conditional": True, "dataset": "stacked_mnist", "clusters": k,
+                    "cluster_prior": prior.tolist()}
+    labels = inference.sampling_labels(architecture, num, seed=3)
+    assert labels.shape == (num,) and labels.dtype == np.int32
+    channels = [labels // k ** 2, labels // k % k, labels % k]
+    for ids in channels:
+        counts = np.bincount(ids, minlength=k)
+        assert counts.sum() == num
+        assert np.all(np.abs(counts - shares * num) < 1), counts  # its share, rounded
+    # The channels are shuffled apart: independent, not one order repeated.
+    assert not np.array_equal(channels[0], channels[1])
+    assert abs(np.corrcoef(channels[0], channels[2])[0, 1]) < 0.1
+    assert np.array_equal(labels, inference.sampling_labels(architecture, num, seed=3))

@@ -191,3 +191,24 @@ def test_a_generator_update_follows_the_gradient_of_its_loss(case):
         x["labels"] if conditional else None)
     assert_moved_by_minus(before, flat(g_vars), grad)
     assert float(metrics["g_loss"]) == pytest.approx(expected_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("case", ["wgan-gp", "rpgan-pack2-conditional"])
+@pytest.mark.parametrize("step", [0, 1, 2, 3])
+def test_a_lazy_penalty_is_in_one_iteration_of_n_weighted_n(case, step):
+    """--penalty_every=3: the D updates of iterations 0, 3, 6, ... follow the adversarial
+    loss plus 3x the penalty, the others the adversarial loss alone."""
+    state, x = make_state(dict(CASES[case], penalty_every=3)), inputs()
+    state.step.assign(step)
+    d_vars = state.discriminator.trainable_variables
+    weight = 3.0 if step % 3 == 0 else 0.0
+    total = lambda: (discriminator_terms(state, x)[0]  # noqa: E731
+                     + weight * tf.convert_to_tensor(discriminator_terms(state, x)[1]))
+    grad, expected_loss = gradients(total, d_vars), float(total())
+    before = flat(d_vars)
+    labels = x["labels"] if state.config.conditional else None
+    alpha = x["alpha"] if state.config.loss == "wgan-gp" else None
+    metrics = tf.function(step_lib.discriminator_step)(state, x["real"], x["d_noise"], labels,
+                                                       alpha)
+    assert_moved_by_minus(before, flat(d_vars), grad)
+    assert float(metrics["d_loss"]) == pytest.approx(expected_loss, rel=1e-5)

@@ -57,3 +57,29 @@ def test_a_changed_r1_applies_from_the_resumed_step(tmp_path, data_dir):
     state = train_lib.train(tiny_config(tmp_path, data_dir, epochs=20, r1=0.5), log=logs.append)
     assert "--r1=0.5 replaces the checkpoint's 1." in logs
     assert state.config.r1 == 0.5
+
+
+def test_a_lazy_penalty_run_resumes_like_an_uninterrupted_one(tmp_path, data_dir):
+    # --penalty_every=3 keys on the global step, so a run stopped at step 10 (not a
+    # multiple of 3) goes on with the same iterations penalised as one never stopped.
+    lazy = lambda folder, epochs: tiny_config(folder, data_dir, epochs=epochs,  # noqa: E731
+                                              penalty_every=3)
+    train_lib.train(lazy(tmp_path / "a", 10), log=lambda _: None)
+    resumed = lazy(tmp_path / "a", 20)
+    train_lib.train(resumed, log=lambda _: None)
+    straight = lazy(tmp_path / "b", 20)
+    train_lib.train(straight, log=lambda _: None)
+    every_step = tiny_config(tmp_path / "c", data_dir, epochs=20)
+    train_lib.train(every_step, log=lambda _: None)
+    a, b, c = final_tensors(resumed), final_tensors(straight), final_tensors(every_step)
+    for name in a:
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH":
+            assert np.array_equal(a[name], b[name]), name
+    # and the spacing is in effect: the weights are not those of the penalty every step
+    # (float tensors only: the record, a string, names the setting anyway)
+    weights = [name for name in b if getattr(b[name], "dtype", None) == np.float32]
+    assert weights and any(not np.array_equal(b[name], c[name]) for name in weights)
+    assert all(np.isfinite(line["d_loss"]) for line in metrics_lines(straight))
+    record = json.loads(checkpoints.read_architecture(
+        os.path.join(straight.checkpoint_dir, "ckpt-20")))
+    assert record[resume.RUN_KEY]["penalty_every"] == 3

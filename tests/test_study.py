@@ -364,3 +364,18 @@ def test_unknown_recipe_and_collect_without_a_study_are_refused(tmp_path):
     collect = run_cli("gan.study", "--collect", f"--out={tmp_path / 'b'}")
     assert collect.returncode == 2 and "holds no study.json" in collect.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_field_a_cell_record_lacks_is_at_its_default():
+    """A cell recorded before a TrainConfig field existed resumes (and is judged again) with
+    today's code while the field is at its default; another value is a difference."""
+    import subprocess
+    import sys
+
+    code = ("import json; from gan import study; old = {'loss': 'rpgan', 'r1': 0.1}; "
+            "print(json.dumps([study.differing_fields(old, dict(old, penalty_every=1)), "
+            "study.differing_fields(old, dict(old, penalty_every=4)), "
+            "study.differing_fields(old, dict(old, r1=0.2, epochs=5, quiet=True))]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout) == [[], ["penalty_every"], ["epochs", "r1"]]

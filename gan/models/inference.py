@@ -46,7 +46,12 @@ def sampling_labels(architecture, num, seed=0):
     in the clusters' shares of the training images ("cluster_prior"), so its samples follow
     the data's mix like an unconditional generator's: each cluster gets its share of `num`
     (rounded by largest remainder, so the counts add up to `num` exactly, without the
-    spread of independent draws), in an order shuffled by `seed`.
+    spread of independent draws), in an order shuffled by `seed`. A label of several parts
+    (Stacked MNIST's: one cluster id per channel, label ka K^2 + kb K + kc) is drawn part by
+    part: each part's ids get their shares of `num` so, each part shuffled on its own, so
+    the parts are independent as the real triples' channels are. (One quota over the K^3
+    tuples would not do: with more tuples than samples it keeps only the likeliest tuples,
+    and the rarer clusters go missing from every channel.)
 
     The rule is TensorFlow ops (label_rule), so an exported generator's `sample` signature
     draws the same labels as this function and `python -m gan.sample`."""
@@ -63,22 +68,36 @@ def label_rule(architecture):
     if prior is None:  # every class in turn
         classes = datasets.of_architecture(architecture).num_classes
         return lambda num, seed: tf.range(num, dtype=tf.int32) % classes
-    prior = tf.constant(prior, tf.float64)  # [K]
+    base = architecture.get("clusters") or len(prior)  # K
+    parts = datasets.of_architecture(architecture).label_parts(base)
+    joint = tf.reshape(tf.constant(prior, tf.float64), [base] * parts)  # [K, ..., K]
+    # Each part's shares [K]: the joint's sum over the other parts.
+    shares_of = [tf.reduce_sum(joint, axis=[a for a in range(parts) if a != part])
+                 if parts > 1 else joint for part in range(parts)]
 
-    def clusters(num, seed):
-        num = tf.convert_to_tensor(num, tf.int32)
-        shares = prior / tf.reduce_sum(prior) * tf.cast(num, tf.float64)  # [K]
+    def quota(shares, num, seed, stream):
+        """ids int32 [num] in 0..K-1: each id its share of num (largest remainders),
+        shuffled by the stateless stream [seed, stream]."""
+        shares = shares / tf.reduce_sum(shares) * tf.cast(num, tf.float64)  # [K]
         counts = tf.cast(tf.floor(shares), tf.int32)
-        # the num - sum(counts) clusters with the largest remainders get one more each
+        # the num - sum(counts) ids with the largest remainders get one more each
         missing = num - tf.reduce_sum(counts)
         order = tf.argsort(shares - tf.cast(counts, tf.float64), direction="DESCENDING",
                            stable=True)
         counts += tf.scatter_nd(order[:missing, None], tf.ones([missing], tf.int32),
                                 tf.shape(counts))
-        labels = tf.repeat(tf.range(tf.size(counts), dtype=tf.int32), counts)  # [num]
-        # [seed, 1]: another stream than the noise's [seed, 0] (sample_noise)
+        ids = tf.repeat(tf.range(tf.size(counts), dtype=tf.int32), counts)  # [num]
         return tf.random.experimental.stateless_shuffle(
-            labels, seed=tf.stack([tf.cast(seed, tf.int32), 1]))
+            ids, seed=tf.stack([tf.cast(seed, tf.int32), stream]))
+
+    def clusters(num, seed):
+        num = tf.convert_to_tensor(num, tf.int32)
+        # Part p (most significant first) on stream [seed, 1 + p]: [seed, 0] is the
+        # noise's (sample_noise).
+        labels = quota(shares_of[0], num, seed, 1)
+        for part in range(1, parts):
+            labels = labels * base + quota(shares_of[part], num, seed, 1 + part)
+        return labels
 
     return clusters
 

@@ -8,9 +8,9 @@ TrainConfig.architecture(), which must match exactly (other variables otherwise)
         is refused with the field's `why`: the resumed run would not continue the run it
         resumes (other batches, other clusters, other strip noise).
   APPLIED (--beta_1, --beta_2, --diversity; --gp_weight with --loss=wgan-gp, --r1 and --r2
-        with --loss=rpgan, --ema_decay with --ema)  recorded where they have an effect; a new
-        value is taken from the resumed step on, and logged, as --g_learning_rate and
-        --d_learning_rate are.
+        with --loss=rpgan, --penalty_every with either, --ema_decay with --ema)  recorded
+        where they have an effect; a new value is taken from the resumed step on, and
+        logged, as --g_learning_rate and --d_learning_rate are.
   FREE (--epochs, --steps_per_call, the folders and cadences, ...)  not recorded: they do
         not change what is computed (--strategy: up to the order of float sums).
 Also under "run": whether XLA draws the noise (--xla with --strategy=default). A change is

@@ -183,7 +183,8 @@ def apply_step(state, real_images, real_labels, draws):
 def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     """D update on real images [B, 28, 28] (target 1) and G(noise [B, Z]) (target 0) with
     the loss of state.config (plus its penalty: WGAN-GP's gradient penalty interpolates
-    with alpha [B, 1, 1]; RpGAN's R1 and R2 are taken at the real and the fake packs).
+    with alpha [B, 1, 1]; RpGAN's R1 and R2 are taken at the real and the fake packs;
+    --penalty_every=N takes it in one iteration of N, times N: lazy_penalty).
     labels int32 [B]: conditional models' real labels, which the fakes are asked to be too
     (so the penalty interpolates within one class). Only D changes.
     Returns d_loss, and d_real, d_fake: D's mean output on each half."""
@@ -208,7 +209,8 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         # (with k = 1 the images and labels themselves).
         pack_of_labels = None if labels is None else pack_labels(labels, config.pack)
         critic = lambda x: models.call(d, x, pack_of_labels, training=True)  # noqa: E731
-        penalty = loss.penalty(critic, real_packs, fake_packs, alpha, config)
+        penalty = lazy_penalty(
+            state, lambda: loss.penalty(critic, real_packs, fake_packs, alpha, config))
         if penalty is not None:
             d_loss += penalty
         target = gradient_target(d_loss, state.d_optimizer)
@@ -216,6 +218,21 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         zip(tape.gradient(target, d.trainable_variables), d.trainable_variables))
     return {"d_loss": d_loss, "d_real": tf.reduce_mean(out_real),
             "d_fake": tf.reduce_mean(out_fake)}
+
+
+def lazy_penalty(state, penalty):
+    """penalty() (a scalar, or None: the loss has none) in every iteration, or with
+    --penalty_every=N only in the iterations whose step is a multiple of N, times N (0
+    in the others, where it costs nothing: tf.cond runs one branch)."""
+    every = state.config.penalty_every
+    if every == 1:
+        return penalty()
+
+    def taken():
+        value = penalty()
+        return tf.zeros([]) if value is None else every * value
+
+    return tf.cond(state.step % every == 0, taken, lambda: tf.zeros([]))
 
 
 def generator_step(state, noise, fake_labels=None, real_images=None, real_labels=None):
