@@ -151,6 +151,14 @@ def assert_moved_by_minus(before, after, grad):
     assert error <= 1e-4 * np.linalg.norm(grad) + 1e-6, (error, np.linalg.norm(grad))
 
 
+def discriminator_update(state, x):
+    """One D update by the step (traced, as training runs it) on the inputs `x`; its metrics."""
+    labels = x["labels"] if state.config.conditional else None
+    alpha = x["alpha"] if state.config.loss == "wgan-gp" else None
+    return tf.function(step_lib.discriminator_step)(state, x["real"], x["d_noise"], labels,
+                                                    alpha)
+
+
 # --- the pins -------------------------------------------------------------------------------
 
 
@@ -168,10 +176,7 @@ def test_a_discriminator_update_follows_the_gradient_of_its_loss(case):
     if case not in ("bce", "hinge"):
         assert np.linalg.norm(grad - adversarial_grad) > 0.05 * np.linalg.norm(grad)
     before = flat(d_vars)
-    labels = x["labels"] if state.config.conditional else None
-    alpha = x["alpha"] if state.config.loss == "wgan-gp" else None
-    metrics = tf.function(step_lib.discriminator_step)(state, x["real"], x["d_noise"], labels,
-                                                       alpha)
+    metrics = discriminator_update(state, x)
     assert_moved_by_minus(before, flat(d_vars), grad)
     assert int(state.d_optimizer.iterations) == 1
     # the loss reported is the loss differentiated
@@ -206,9 +211,6 @@ def test_a_lazy_penalty_is_in_one_iteration_of_n_weighted_n(case, step):
                      + weight * tf.convert_to_tensor(discriminator_terms(state, x)[1]))
     grad, expected_loss = gradients(total, d_vars), float(total())
     before = flat(d_vars)
-    labels = x["labels"] if state.config.conditional else None
-    alpha = x["alpha"] if state.config.loss == "wgan-gp" else None
-    metrics = tf.function(step_lib.discriminator_step)(state, x["real"], x["d_noise"], labels,
-                                                       alpha)
+    metrics = discriminator_update(state, x)
     assert_moved_by_minus(before, flat(d_vars), grad)
     assert float(metrics["d_loss"]) == pytest.approx(expected_loss, rel=1e-5)
