@@ -63,7 +63,7 @@ RECORDS = {
         'clusters': 30, 'conditional': True, 'dataset': 'stacked_mnist', 'ema': True,
         'loss': 'rpgan', 'minibatch_std': False, 'model': 'dcgan', 'noise_dim': 100, 'pack': 2,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
-                'ema_decay': 0.999, 'num_images': 10, 'penalty_every': 1, 'r1': 0.1,
+                'ema_decay': 0.999, 'num_images': 10, 'penalty_every': 4, 'r1': 0.1,
                 'r2': 0.1, 'seed': 0, 'xla': False},
         'spectral_norm': False},
 }
