@@ -10,9 +10,12 @@ and the README's results tables from what is committed under experiments/:
 - bench.json: `python -m gan.bench --json_out=experiments/bench.json`, the speed section.
 
 `--check` writes nothing and exits 1 naming each page that differs from what would be
-written (tests/test_results.py runs it on the committed pages). No TensorFlow is imported.
+written (tests/test_results.py runs it on the committed pages). Both refuse (exit 2) while a
+finished cell's recorded settings differ from what its recipe gives today (check_settings).
+No TensorFlow is imported.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -87,6 +90,53 @@ def load_studies(root):
         study = read_json(os.path.join(path, "study.json"))
         studies.append((name, study, results, read_text(os.path.join(path, "notes.md"))))
     return studies
+
+
+def check_settings(root, studies):
+    """ResultsError unless every finished cell of every study ran what its recipe (the
+    study's flagfile, as it is now) with the study's gan.train flags and the cell's seed
+    gives today: a published figure must describe the recipe a reader runs. A recipe
+    changed after its study ran (another --epochs, a new flag) must have its study rerun
+    (or removed), and an ablation whose arm changed likewise. Cells recorded without their
+    settings are not checked."""
+    from gan import config as config_lib  # no TensorFlow
+    from gan import study as study_lib  # its helpers; its flags are defined here, not parsed
+
+    cells, saved = [], []
+    for name, study, _, _ in studies:
+        flagfiles = {r["name"]: r["flagfile"] for r in study["recipes"]}
+        for entry in study["cells"]:
+            record_path = os.path.join(root, "experiments", "studies", name, entry["folder"],
+                                       "cell.json")
+            if not os.path.isfile(record_path):
+                continue  # not finished
+            record = read_json(record_path)
+            if "config" not in record:
+                continue
+            flagfile = os.path.join(root, flagfiles[entry["recipe"]])
+            if not os.path.isfile(flagfile):
+                raise ResultsError(f"study {name} ran {flagfiles[entry['recipe']]}, which is "
+                                   "gone: remove the study (or restore the recipe)")
+            args = [f"--flagfile={flagfile}", *study["train_args"], f"--seed={entry['seed']}"]
+            cells.append(study_lib.Cell(len(cells), entry["recipe"], flagfile, entry["seed"],
+                                        os.path.dirname(record_path), args))
+            saved.append((name, record["config"]))
+    if not cells:
+        return
+    try:
+        study_lib.parse_configs(cells)
+    except study_lib.StudyError as e:
+        raise ResultsError(f"a study's recipe no longer parses: {e}") from None
+    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
+    for cell, (name, config) in zip(cells, saved):
+        changed = study_lib.differing_fields(config, cell.config)
+        if changed:
+            given = " ".join(f"--{k}={config.get(k, defaults.get(k))}" for k in changed)
+            today = " ".join(f"--{k}={cell.config.get(k)}" for k in changed)
+            raise ResultsError(
+                f"study {name}: {cell.name} ran {given}, and {os.path.relpath(cell.flagfile, root)}"
+                f" with the study's flags gives {today} today; rerun the study "
+                "(or remove it) so that its figures describe the recipe as it is")
 
 
 def is_full_length(results):
@@ -401,7 +451,9 @@ def readme_page(root):
 
 
 def pages(root):
-    """{path: text} of every generated page."""
+    """{path: text} of every generated page, after checking that the studies describe the
+    recipes as they are (check_settings)."""
+    check_settings(root, load_studies(root))
     return {os.path.join(root, "experiments", "RESULTS.md"): results_page(root),
             os.path.join(root, "README.md"): readme_page(root)}
 

@@ -199,3 +199,37 @@ def test_bad_inputs_are_refused(root, damage, message):
     assert message in result.stderr and "Traceback" not in result.stderr
     assert (root / "README.md").read_text() == before
     assert not (root / "experiments" / "RESULTS.md").exists()
+
+
+def test_a_study_of_a_changed_recipe_is_refused(root):
+    """Published figures describe the recipes as they are: cells recorded with what their
+    flagfile gave pass (also after a change of where things are written), and once the
+    recipe's settings change, or its flagfile goes, gan.results names the study, the cell
+    and the setting, exits 2 and writes nothing."""
+    flagfile = root / "experiments" / "good.flags"
+    flagfile.write_text("--batch_size=64\n--epochs=500\n")
+    out = root / "experiments" / "studies" / "good"
+    cells = [study.Cell(i, "good", str(flagfile), seed, str(out / "good" / f"seed{seed}"),
+                        [f"--flagfile={flagfile}", f"--seed={seed}"])
+             for i, seed in enumerate([0, 1, 2])]
+    study.parse_configs(cells)
+    for cell in cells:
+        path = out / "good" / f"seed{cell.seed}" / "cell.json"
+        record = json.loads(path.read_text())
+        record["config"] = cell.config
+        path.write_text(json.dumps(record))
+    assert run_cli("gan.results", f"--root={root}").returncode == 0
+    flagfile.write_text("--batch_size=64\n--epochs=500\n--image_dir=elsewhere\n--quiet\n")
+    assert run_cli("gan.results", "--check", f"--root={root}").returncode == 0
+
+    before = (root / "README.md").read_text()
+    flagfile.write_text("--batch_size=32\n--epochs=500\n")
+    result = run_cli("gan.results", f"--root={root}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "study good: good seed 0 ran --batch_size=64" in result.stderr
+    assert "gives --batch_size=32 today" in result.stderr
+    assert (root / "README.md").read_text() == before
+
+    flagfile.unlink()
+    result = run_cli("gan.results", f"--root={root}")
+    assert result.returncode == 2 and "experiments/good.flags, which is gone" in result.stderr
