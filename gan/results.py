@@ -15,7 +15,6 @@ finished cell's recorded settings differ from what its recipe gives today (check
 No TensorFlow is imported.
 """
 
-import dataclasses
 import json
 import os
 import re
@@ -99,7 +98,6 @@ def check_settings(root, studies):
     changed after its study ran (another --epochs, a new flag) must have its study rerun
     (or removed), and an ablation whose arm changed likewise. Cells recorded without their
     settings are not checked."""
-    from gan import config as config_lib  # no TensorFlow
     from gan import study as study_lib  # its helpers; its flags are defined here, not parsed
 
     cells, saved = [], []
@@ -127,12 +125,11 @@ def check_settings(root, studies):
         study_lib.parse_configs(cells)
     except study_lib.StudyError as e:
         raise ResultsError(f"a study's recipe no longer parses: {e}") from None
-    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
     for cell, (name, config) in zip(cells, saved):
         changed = study_lib.differing_fields(config, cell.config)
         if changed:
-            given = " ".join(f"--{k}={config.get(k, defaults.get(k))}" for k in changed)
-            today = " ".join(f"--{k}={cell.config.get(k)}" for k in changed)
+            given = " ".join(f"--{k}={study_lib.setting(config, k)}" for k in changed)
+            today = " ".join(f"--{k}={study_lib.setting(cell.config, k)}" for k in changed)
             raise ResultsError(
                 f"study {name}: {cell.name} ran {given}, and {os.path.relpath(cell.flagfile, root)}"
                 f" with the study's flags gives {today} today; rerun the study "

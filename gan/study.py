@@ -276,15 +276,22 @@ def _bound_args(args):
     return [a for a in args if a.lstrip("-").split("=", 1)[0] not in FREE_FIELDS]
 
 
-def differing_fields(saved, wanted):
-    """Names of the TrainConfig fields (not FREE_FIELDS) that differ between two configs. A
-    field one of them lacks (a record made before the field existed) is at its default."""
+def setting(config, name):
+    """A TrainConfig field's value in a config dict; a field it lacks (a record made before
+    the field existed) is at its default."""
     from gan import config as config_lib  # no TensorFlow
 
-    defaults = {f.name: f.default for f in dataclasses.fields(config_lib.TrainConfig)}
-    value = lambda config, name: config.get(name, defaults.get(name))  # noqa: E731
+    if name in config:
+        return config[name]
+    return next((f.default for f in dataclasses.fields(config_lib.TrainConfig)
+                 if f.name == name), None)
+
+
+def differing_fields(saved, wanted):
+    """Names of the TrainConfig fields (not FREE_FIELDS) that differ between two configs,
+    each read by setting()."""
     return sorted(k for k in set(saved) | set(wanted)
-                  if k not in FREE_FIELDS and value(saved, k) != value(wanted, k))
+                  if k not in FREE_FIELDS and setting(saved, k) != setting(wanted, k))
 
 
 def read_json(path):
@@ -326,8 +333,8 @@ def check_cell_config(cell):
             if changed:
                 raise StudyError(
                     f"cell {cell.index} ({cell.name}) in {cell.folder} was trained with other "
-                    "settings: " + ", ".join(f"--{k}={saved['config'].get(k)} there, "
-                                             f"{cell.config.get(k)} here" for k in changed)
+                    "settings: " + ", ".join(f"--{k}={setting(saved['config'], k)} there, "
+                                             f"{setting(cell.config, k)} here" for k in changed)
                     + ". Use another --out, or the flags it was started with.")
             return
 
