@@ -36,9 +36,9 @@ RECORDS = {
         'spectral_norm': False},
     "fashion_mnist": {
         'conditional': True, 'dataset': 'fashion_mnist', 'ema': True, 'loss': 'bce',
-        'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3,
-                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
+        'minibatch_std': True, 'model': 'dcgan', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.0,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False},
         'spectral_norm': False},
     "mlp_large": {
         'conditional': False, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True,
