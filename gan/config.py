@@ -178,6 +178,14 @@ class TrainConfig:
         "--conditional each pair shares a label), for more variety per label. 0 = off; "
         "--batch_size must be even.",
         APPLIED)
+    aux_classifier: float = option(
+        0.0,
+        "AC-GAN (Odena et al. 2017): weight of an auxiliary classifier loss. D also "
+        "predicts each image's label (a softmax head on its features) and learns it on the "
+        "real images; G's loss adds this weight times the cross-entropy of its fakes' "
+        "predicted labels against the ones asked of them, so each class is drawn more "
+        "recognisably. 0 = off; needs --conditional, not --pack.",
+        ARCHITECTURE_IF_SET)
     # Scaling out (gan.training.distribute; docs/scaling.md).
     strategy: str = option(
         "default",
@@ -267,6 +275,15 @@ class TrainConfig:
         if self.diversity and self.batch_size % 2:
             raise ValueError(f"--diversity compares the batch's samples in pairs: "
                              f"--batch_size must be even, got {self.batch_size}")
+        if not self.aux_classifier >= 0:
+            raise ValueError(f"--aux_classifier must be >= 0 (0 = off), got "
+                             f"{self.aux_classifier}")
+        if self.aux_classifier and not self.conditional:
+            raise ValueError("--aux_classifier teaches D the labels of a conditional model: "
+                             "give --conditional too")
+        if self.aux_classifier and self.pack > 1:
+            raise ValueError(f"--aux_classifier classifies single images; D sees packs of "
+                             f"{self.pack} with --pack={self.pack}: leave one of them off")
         datasets.get(self.dataset)  # ValueError naming --dataset
         self._validate_pack()
 

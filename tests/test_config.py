@@ -153,6 +153,28 @@ def test_penalty_settings_are_refused_naming_the_flag_unless_the_loss_has_that_p
     config_lib.TrainConfig(loss="rpgan").validate()  # without penalties: allowed
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(conditional=True, aux_classifier=-0.5), r"--aux_classifier must be >= 0 \(0 = off\)"),
+    (dict(aux_classifier=1.0), "--aux_classifier teaches D the labels of a conditional model: "
+                               "give --conditional too"),
+    (dict(conditional=True, aux_classifier=1.0, pack=2),
+     "--aux_classifier classifies single images; D sees packs of 2 with --pack=2"),
+])
+def test_an_auxiliary_classifier_is_refused_naming_the_flag_where_it_cannot_work(options,
+                                                                                message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        config_lib.TrainConfig(**options).validate()
+    config_lib.TrainConfig(conditional=True, aux_classifier=1.0).validate()
+
+
+def test_an_auxiliary_classifier_is_part_of_the_architecture_only_when_on():
+    """Its head is variables of D: a checkpoint records the setting and a resume must agree;
+    checkpoints made without it record nothing new, so they resume as before."""
+    assert "aux_classifier" not in json.loads(config_lib.TrainConfig().architecture())
+    on = config_lib.TrainConfig(conditional=True, aux_classifier=0.5)
+    assert json.loads(on.architecture())["aux_classifier"] == 0.5
+
+
 def test_r1_and_r2_are_recorded_only_with_rpgan_and_a_change_applies():
     rpgan = config_lib.TrainConfig(loss="rpgan", r1=1.0, r2=2.0)
     run = json.loads(resume.record(rpgan))["run"]

@@ -22,6 +22,7 @@ from gan.training import step as step_lib
 
 B, Z = 8, 100
 GP_WEIGHT, R1, R2 = 3.0, 2.0, 5.0  # not the defaults, and R1 != R2: a swap would show
+AUX = 0.7  # --aux_classifier: not 1, so a weight left out would show
 
 CASES = {
     "bce": dict(loss="bce"),
@@ -30,6 +31,9 @@ CASES = {
     "rpgan": dict(loss="rpgan", r1=R1, r2=R2),
     "rpgan-pack2-conditional": dict(loss="rpgan", r1=R1, r2=R2, pack=2, conditional=True),
     "wgan-gp-conditional": dict(loss="wgan-gp", gp_weight=GP_WEIGHT, conditional=True),
+    "bce-auxiliary-classifier": dict(loss="bce", conditional=True, aux_classifier=AUX),
+    "rpgan-auxiliary-classifier": dict(loss="rpgan", r1=R1, r2=R2, conditional=True,
+                                       aux_classifier=AUX),
 }
 
 
@@ -65,14 +69,30 @@ def packed(images, k):
     return tf.transpose(tf.reshape(images, [-1, k, 28, 28]), [0, 2, 3, 1])
 
 
-def d_raw(state, inputs, labels):
-    """D's outputs [P, 1] on its inputs [P, 28, 28(, k)] (packs with --pack=k), with the
-    labels [k*P] of the images in them when conditional."""
+def d_everything(state, inputs, labels):
+    """All of D's outputs on its inputs [P, 28, 28(, k)] (packs with --pack=k), with the
+    labels [k*P] of the images in them when conditional: [P, 1], or [P, 1 + 10] with an
+    auxiliary classifier."""
     config, d = state.config, state.discriminator
     if not config.conditional:
         return d(inputs, training=True)
     return d([inputs, labels if config.pack == 1 else tf.reshape(labels, [-1, config.pack])],
              training=True)
+
+
+def d_raw(state, inputs, labels):
+    """D's outputs [P, 1] that the GAN loss reads (the first column)."""
+    return d_everything(state, inputs, labels)[:, :1]
+
+
+def auxiliary_loss(state, images, labels):
+    """--aux_classifier x the cross-entropy, by hand, of D's label logits [B, 10] (the
+    columns after the first) on images [B, 28, 28] against labels [B]; 0.0 without one."""
+    if not state.config.aux_classifier:
+        return 0.0
+    log_p = tf.nn.log_softmax(d_everything(state, images, labels)[:, 1:])
+    picked = tf.reduce_sum(log_p * tf.one_hot(labels, 10), axis=1)
+    return -state.config.aux_classifier * tf.reduce_mean(picked)
 
 
 def d_of(state, images, labels):
@@ -91,8 +111,15 @@ def squared_grad_norms(critic, x):
 
 
 def discriminator_terms(state, x):
-    """(adversarial loss, penalty) of D by hand, on the inputs `x`; the penalty is 0.0 for a
-    loss without one."""
+    """(adversarial loss, penalty plus auxiliary loss) of D by hand, on the inputs `x`; the
+    second is 0.0 for a loss without a penalty and without --aux_classifier."""
+    adversarial, extra = adversarial_terms(state, x)
+    labels = x["labels"] if state.config.conditional else None
+    return adversarial, extra + auxiliary_loss(state, x["real"], labels)  # reals only
+
+
+def adversarial_terms(state, x):
+    """(adversarial loss, penalty) of D by hand; the penalty is 0.0 for a loss without one."""
     config = state.config
     labels = x["labels"] if config.conditional else None
     fakes = state.generator([x["d_noise"], labels] if config.conditional else x["d_noise"],
@@ -118,7 +145,16 @@ def discriminator_terms(state, x):
 
 
 def generator_loss(state, x):
-    """G's loss by hand."""
+    """G's loss by hand: the adversarial one plus, with --aux_classifier, that weight times
+    the cross-entropy of D's label logits on the fakes against the labels asked of them."""
+    labels = x["fake_labels"] if state.config.conditional else None
+    fakes = state.generator([x["g_noise"], labels] if state.config.conditional
+                            else x["g_noise"], training=True)
+    return adversarial_generator_loss(state, x) + auxiliary_loss(state, fakes, labels)
+
+
+def adversarial_generator_loss(state, x):
+    """G's adversarial loss by hand."""
     config = state.config
     labels = x["fake_labels"] if config.conditional else None
     fakes = state.generator([x["g_noise"], labels] if config.conditional else x["g_noise"],
@@ -189,6 +225,9 @@ def test_a_generator_update_follows_the_gradient_of_its_loss(case):
     g_vars = state.generator.trainable_variables
     grad = gradients(lambda: generator_loss(state, x), g_vars)
     expected_loss = float(generator_loss(state, x))
+    if state.config.aux_classifier:  # the auxiliary term's share shows above the tolerance
+        adversarial_grad = gradients(lambda: adversarial_generator_loss(state, x), g_vars)
+        assert np.linalg.norm(grad - adversarial_grad) > 0.05 * np.linalg.norm(grad)
     before = flat(g_vars)
     conditional = state.config.conditional
     metrics = tf.function(step_lib.generator_step)(

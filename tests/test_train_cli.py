@@ -69,7 +69,7 @@ def test_missing_data_offline_fails_fast_with_a_clear_message(tmp_path):
 
 BAD_FLAGS = ["--epochs=0", "--batch_size=-1", "--save_every=0", "--model=resnet",
              "--dataset=cifar10", "--clusters=1", "--clusters=-3", "--diversity=-1",
-             "--image_dir={tmp}/a_file/images", "--checkpoint_dir={tmp}/a_file/ckpt"]
+             "--aux_classifier=0.5", "--image_dir={tmp}/a_file/images", "--checkpoint_dir={tmp}/a_file/ckpt"]
 
 
 @pytest.mark.parametrize("flag", BAD_FLAGS)

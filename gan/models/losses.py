@@ -98,6 +98,13 @@ def zero_centred_penalty(critic, images):
     return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=tf.range(1, tf.rank(grads))))
 
 
+def classification(logits, labels):
+    """AC-GAN's auxiliary loss (Odena et al. 2017): mean softmax cross-entropy of label
+    logits [B, K] against labels int32 [B]."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=tf.cast(logits, tf.float32)))
+
+
 def mode_seeking(images, noise, eps=1e-5):
     """MSGAN's diversity term (Mao et al. 2019) over the pairs (2i, 2i+1) of a batch:
     1 / (mean |x_2i - x_2i+1| / mean |z_2i - z_2i+1| + eps), for images x [B, ...] made from

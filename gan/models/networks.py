@@ -225,10 +225,12 @@ def make_generator(model="mlp", noise_dim=100, conditional=False, num_classes=NU
 
 def make_discriminator(model="mlp", conditional=False, probability_output=True,
                         spectral_norm=False, minibatch_std=False, num_classes=NUM_CLASSES,
-                        channels=1, pack=1, label_parts=1):
+                        channels=1, pack=1, label_parts=1, aux_classifier=False):
     """Discriminator: images [B, 28, 28] (and labels int32 [B] in 0..num_classes-1 if
     conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
-    unbounded score. channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
+    unbounded score. aux_classifier (conditional, pack 1; AC-GAN): [B, 1 + num_classes],
+    that output followed by the logits of each image's label, a Dense head on D's features
+    (split_auxiliary separates them). channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
     images' channels: gan.training.step.pack).
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4).
     Conditional with pack=k > 1: labels int32 [B, k], the labels of a pack's k samples, whose
@@ -258,7 +260,20 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
     linear = _maybe_sn(keras.layers.Dense(1), spectral_norm)(h)
     score = keras.layers.Add()([linear, projection])
     out = keras.layers.Activation(activation)(score) if activation else score
+    if aux_classifier:
+        if pack != 1:
+            raise ValueError("an auxiliary classifier judges single images, not packs")
+        logits = keras.layers.Dense(num_classes, name="aux_logits")(h)  # [B, num_classes]
+        out = keras.layers.Concatenate()([out, logits])
     return keras.Model([images, labels], out, name="discriminator")
+
+
+def split_auxiliary(out, aux_classifier):
+    """D's outputs [B, 1] (or [B, 1 + K] with an auxiliary classifier) -> (the [B, 1] output
+    the GAN loss reads, the label logits [B, K] or None)."""
+    if not aux_classifier:
+        return out, None
+    return out[:, :1], out[:, 1:]
 
 
 def build_mlp_generator(noise_dim=100):

@@ -4,7 +4,8 @@
 move the EMA copy. XLA, the K-step loop and tf.distribute wrap it from outside (gan.training.loop).
 
 Shapes: B = batch size, Z = noise size, images [B, 28, 28] in [0, 1] ([B, 28, 28, C] with C
-channels), D outputs [B, 1]; with --pack=k D sees B/k packs [B/k, 28, 28, k*C] (`pack`) and
+channels), D outputs [B, 1] ([B, 1 + K] with --aux_classifier: K label logits follow);
+with --pack=k D sees B/k packs [B/k, 28, 28, k*C] (`pack`) and
 outputs [B/k, 1].
 """
 
@@ -99,7 +100,7 @@ def _build_networks(config):
         probability_output=registry.loss(config.loss).probabilities,
         spectral_norm=config.spectral_norm, minibatch_std=config.minibatch_std,
         num_classes=config.num_classes, channels=config.channels * config.pack, pack=config.pack,
-        label_parts=config.label_parts)
+        label_parts=config.label_parts, aux_classifier=bool(config.aux_classifier))
     optimizers = []
     for lr, net in ((config.g_learning_rate, generator), (config.d_learning_rate, discriminator)):
         opt = keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
@@ -186,7 +187,8 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
     with alpha [B, 1, 1]; RpGAN's R1 and R2 are taken at the real and the fake packs;
     --penalty_every=N takes it in one iteration of N, times N: lazy_penalty).
     labels int32 [B]: conditional models' real labels, which the fakes are asked to be too
-    (so the penalty interpolates within one class). Only D changes.
+    (so the penalty interpolates within one class). With --aux_classifier D's loss adds that
+    weight times the cross-entropy of its label logits on the real images. Only D changes.
     Returns d_loss, and d_real, d_fake: D's mean output on each half."""
     g, d, config = state.generator, state.discriminator, state.config
     loss = registry.loss(config.loss)
@@ -200,15 +202,19 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         # One pass over [real; fake] (2B images), as the original's train_on_batch did. With
         # --pack=k: [real packs; fake packs], 2B/k packs, each of k real or of k fake images.
         real_packs, fake_packs = pack(real_images, config.pack), pack(fake_images, config.pack)
-        out = models.call(d, tf.concat([real_packs, fake_packs], axis=0), both_labels,
-                          training=True)
+        out, logits = models.split_auxiliary(
+            models.call(d, tf.concat([real_packs, fake_packs], axis=0), both_labels,
+                        training=True), config.aux_classifier)
         packs = tf.shape(real_packs)[0]
         out_real, out_fake = out[:packs], out[packs:]
         d_loss = loss.discriminator(out_real, out_fake)
+        if logits is not None:  # AC-GAN: D learns the labels of the real images only
+            d_loss += config.aux_classifier * losses.classification(logits[:packs], labels)
         # The penalty sees what D sees: packs [B/k, 28, 28, k*C] and their labels [B/k, k]
         # (with k = 1 the images and labels themselves).
         pack_of_labels = None if labels is None else pack_labels(labels, config.pack)
-        critic = lambda x: models.call(d, x, pack_of_labels, training=True)  # noqa: E731
+        critic = lambda x: models.split_auxiliary(  # noqa: E731
+            models.call(d, x, pack_of_labels, training=True), config.aux_classifier)[0]
         penalty = lazy_penalty(
             state, lambda: loss.penalty(critic, real_packs, fake_packs, alpha, config))
         if penalty is not None:
@@ -240,22 +246,27 @@ def generator_step(state, noise, fake_labels=None, real_images=None, real_labels
     models): the non-saturating BCE loss (targets 1), -mean score for hinge and WGAN-GP, or
     RpGAN's, which pairs fake i with real i of real_images [B, 28, 28] (their labels
     real_labels [B]; read only by such a loss); with --diversity plus that weight times the
-    mode-seeking term. Only G changes."""
+    mode-seeking term; with --aux_classifier plus that weight times the cross-entropy of D's
+    label logits on the fakes against fake_labels. Only G changes."""
     g, d, config = state.generator, state.discriminator, state.config
     loss = registry.loss(config.loss)
     packed_labels = lambda labels: (  # noqa: E731
         None if labels is None else pack_labels(labels, config.pack))
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
-        out_fake = models.call(d, pack(fakes, config.pack), packed_labels(fake_labels),
-                               training=True)
+        out_fake, logits = models.split_auxiliary(
+            models.call(d, pack(fakes, config.pack), packed_labels(fake_labels),
+                        training=True), config.aux_classifier)
         out_real = None
         if loss.generator_reads_real:
             if real_images is None:
                 raise ValueError(f"--loss={config.loss}: G's loss needs the real images")
-            out_real = models.call(d, pack(real_images, config.pack),
-                                   packed_labels(real_labels), training=True)
+            out_real = models.split_auxiliary(
+                models.call(d, pack(real_images, config.pack), packed_labels(real_labels),
+                            training=True), config.aux_classifier)[0]
         g_loss = loss.generator(out_fake, out_real)
+        if logits is not None:  # AC-GAN: each fake read as the label asked of it
+            g_loss += config.aux_classifier * losses.classification(logits, fake_labels)
         if config.diversity:
             g_loss += config.diversity * losses.mode_seeking(fakes, noise)
         target = gradient_target(g_loss, state.g_optimizer)
