@@ -209,11 +209,18 @@ def test_mirrored_on_2_cpus_trains_like_one_device(tmp_path, options):
             r = dict(r, **{f"{name}_d_real": r[f"{name}_d_real"] - r[f"{name}_d_fake"],
                            f"{name}_d_fake": np.zeros(5)})
         weights = slice(None, -1)
+    # Adam's first steps move a weight by lr x g / (|g| + eps) whatever the size of g, so
+    # weights whose gradients are nearly 0 (the rows of D's label embedding for labels seen
+    # rarely; with RpGAN each a difference of a real pack's features and a fake pack's) move
+    # by amounts that differ with the order of float additions: 1e-5 after 5 steps on some
+    # CPUs (AMD EPYC, AVX2) for RpGAN. Any other difference between the strategies (a
+    # replica's share of the batch or of the penalty) moves weights by ~lr = 1e-3 and more.
+    atol = 3e-5 if options.get("loss") == "rpgan" else 1e-5
     for metric in loop.METRICS:
         np.testing.assert_allclose(r[f"mirrored_{metric}"], r[f"default_{metric}"], rtol=1e-5,
                                    atol=1e-6, err_msg=metric)
     np.testing.assert_allclose(r["mirrored_weights"][weights], r["default_weights"][weights],
-                               rtol=0, atol=1e-5)
+                               rtol=0, atol=atol)
     assert np.abs(r["default_weights"][:r["default_initial"].size]
                   - r["default_initial"]).max() > 1e-3  # it did train
 
