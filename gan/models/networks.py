@@ -230,8 +230,8 @@ def make_discriminator(model="mlp", conditional=False, probability_output=True,
     conditional) -> [B, 1], P(real) if `probability_output` (for the BCE loss) else an
     unbounded score. aux_classifier (conditional, pack 1; AC-GAN): [B, 1 + num_classes],
     that output followed by the logits of each image's label, a Dense head on D's features
-    (split_auxiliary separates them). channels C > 1: images [B, 28, 28, C] (with --pack=k, C = k x the
-    images' channels: gan.training.step.pack).
+    (split_auxiliary separates them). channels C > 1: images [B, 28, 28, C] (with
+    --pack=k, C = k x the images' channels: gan.training.step.pack).
     minibatch_std: a MinibatchStddev feature before the output (B a multiple of 4).
     Conditional with pack=k > 1: labels int32 [B, k], the labels of a pack's k samples, whose
     embeddings are averaged into the projection (gan.training.step.pack_labels). label_parts P > 1:
