@@ -202,9 +202,7 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         # One pass over [real; fake] (2B images), as the original's train_on_batch did. With
         # --pack=k: [real packs; fake packs], 2B/k packs, each of k real or of k fake images.
         real_packs, fake_packs = pack(real_images, config.pack), pack(fake_images, config.pack)
-        out, logits = models.split_auxiliary(
-            models.call(d, tf.concat([real_packs, fake_packs], axis=0), both_labels,
-                        training=True), config.aux_classifier)
+        out, logits = judge(state, tf.concat([real_packs, fake_packs], axis=0), both_labels)
         packs = tf.shape(real_packs)[0]
         out_real, out_fake = out[:packs], out[packs:]
         d_loss = loss.discriminator(out_real, out_fake)
@@ -213,8 +211,7 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         # The penalty sees what D sees: packs [B/k, 28, 28, k*C] and their labels [B/k, k]
         # (with k = 1 the images and labels themselves).
         pack_of_labels = None if labels is None else pack_labels(labels, config.pack)
-        critic = lambda x: models.split_auxiliary(  # noqa: E731
-            models.call(d, x, pack_of_labels, training=True), config.aux_classifier)[0]
+        critic = lambda x: judge(state, x, pack_of_labels)[0]  # noqa: E731
         penalty = lazy_penalty(
             state, lambda: loss.penalty(critic, real_packs, fake_packs, alpha, config))
         if penalty is not None:
@@ -224,6 +221,15 @@ def discriminator_step(state, real_images, noise, labels=None, alpha=None):
         zip(tape.gradient(target, d.trainable_variables), d.trainable_variables))
     return {"d_loss": d_loss, "d_real": tf.reduce_mean(out_real),
             "d_fake": tf.reduce_mean(out_fake)}
+
+
+def judge(state, inputs, labels):
+    """D (training mode) on its inputs and their labels (None for unconditional models):
+    (the [P, 1] outputs the GAN loss reads, the label logits [P, K] or None without
+    --aux_classifier)."""
+    return models.split_auxiliary(
+        models.call(state.discriminator, inputs, labels, training=True),
+        state.config.aux_classifier)
 
 
 def lazy_penalty(state, penalty):
@@ -248,22 +254,19 @@ def generator_step(state, noise, fake_labels=None, real_images=None, real_labels
     real_labels [B]; read only by such a loss); with --diversity plus that weight times the
     mode-seeking term; with --aux_classifier plus that weight times the cross-entropy of D's
     label logits on the fakes against fake_labels. Only G changes."""
-    g, d, config = state.generator, state.discriminator, state.config
+    g, config = state.generator, state.config
     loss = registry.loss(config.loss)
     packed_labels = lambda labels: (  # noqa: E731
         None if labels is None else pack_labels(labels, config.pack))
     with tf.GradientTape() as tape:
         fakes = models.call(g, noise, fake_labels, training=True)
-        out_fake, logits = models.split_auxiliary(
-            models.call(d, pack(fakes, config.pack), packed_labels(fake_labels),
-                        training=True), config.aux_classifier)
+        out_fake, logits = judge(state, pack(fakes, config.pack), packed_labels(fake_labels))
         out_real = None
         if loss.generator_reads_real:
             if real_images is None:
                 raise ValueError(f"--loss={config.loss}: G's loss needs the real images")
-            out_real = models.split_auxiliary(
-                models.call(d, pack(real_images, config.pack), packed_labels(real_labels),
-                            training=True), config.aux_classifier)[0]
+            out_real = judge(state, pack(real_images, config.pack),
+                             packed_labels(real_labels))[0]
         g_loss = loss.generator(out_fake, out_real)
         if logits is not None:  # AC-GAN: each fake read as the label asked of it
             g_loss += config.aux_classifier * losses.classification(logits, fake_labels)
