@@ -417,8 +417,12 @@ def readme_tables(root):
                   "|---" * (3 + len(names)) + "|"]
         for r in these:
             picture = f"experiments/{r['recipe']}.png"
+            seeds = r["summary"]["seeds"]
+            # A study still running (cells land one by one) says which seeds its figures are.
+            partial = (f" (seeds so far: {', '.join(map(str, seeds))})"
+                       if len(seeds) < n_seeds else "")
             lines.append(
-                f"| `python -m gan.train --flagfile=experiments/{r['recipe']}.flags` | "
+                f"| `python -m gan.train --flagfile=experiments/{r['recipe']}.flags`{partial} | "
                 f"{minutes(median([c['train_seconds'] for c in r['cells']]))} | "
                 + " | ".join(short(r["summary"]["figures"].get(k), form) for k, _, form in names)
                 + " | " + (f"![]({picture})" if os.path.isfile(os.path.join(root, picture))

@@ -29,10 +29,10 @@ RECORDS = {
                 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
         'spectral_norm': False},
     "conditional": {
-        'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce', 'minibatch_std': True,
-        'model': 'mlp_large', 'noise_dim': 100,
-        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.05,
-                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': True},
+        'aux_classifier': 5.0, 'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce',
+        'minibatch_std': True, 'model': 'dcgan', 'noise_dim': 100,
+        'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.6,
+                'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'xla': False},
         'spectral_norm': False},
     "fashion_mnist": {
         'conditional': True, 'dataset': 'fashion_mnist', 'ema': True, 'loss': 'bce',

@@ -151,6 +151,10 @@ def test_readme_block_is_replaced_and_check_finds_stale_pages(root):
     assert "old table" not in readme
     assert "`python -m gan.train --flagfile=experiments/good.flags` | 2.0 | 4.00 ± 2.65" in readme
     assert "good_variant" not in readme  # ablations stay out of the README
+    # `poor` misses seed 2 while `good` has three: its row says which seeds it shows.
+    assert "`python -m gan.train --flagfile=experiments/poor.flags` (seeds so far: 0, 1) | " \
+        in readme
+    assert "good.flags` (seeds" not in readme
     assert run_cli("gan.results", "--check", f"--root={root}").returncode == 0
     # A cell that lands changes the figures: the committed pages are stale again.
     make_study_cell = root / "experiments" / "studies" / "poor"
