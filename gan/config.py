@@ -108,6 +108,17 @@ class TrainConfig:
         "Every this many epochs, judge --eval_samples generated images with the classifier "
         "of --dataset and log the metrics of `python -m gan.evaluate` (0 = never).")
     eval_samples: int = option(2000, "Generated images per --eval_every evaluation.")
+    # How this run's generator is sampled, not trained: --eval_every uses it, and the
+    # checkpoint records it for gan.evaluate, gan.sample and gan.study (their --truncation
+    # overrides it). A checkpoint made before it existed records none: 0.
+    truncation: float = option(
+        0.0,
+        "Sampling truncation of this run's generator: --eval_every, and later gan.evaluate, "
+        "gan.sample and gan.study (which read it from the checkpoint), draw the noise from "
+        "N(0, 1) truncated to [-t, t] (the truncation trick: better-formed images, less "
+        "variety). 0 = plain N(0, 1). Training itself always draws plain N(0, 1); a resumed "
+        "run may change it.",
+        APPLIED)
     # tf.config.experimental.enable_op_determinism() for the whole process (it cannot be
     # turned off again). Off by default: it cost roughly 20-50% of the speed in a short CPU
     # run (README).
@@ -234,6 +245,8 @@ class TrainConfig:
                 raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         if self.eval_every < 0:
             raise ValueError(f"--eval_every must be 0 (off) or positive, got {self.eval_every}")
+        if not self.truncation >= 0:
+            raise ValueError(f"--truncation must be >= 0 (0 = off), got {self.truncation}")
         if self.eval_samples < 10:  # eval_lib.MIN_IMAGES; a 3-NN manifold needs a few points
             raise ValueError(f"--eval_samples must be at least 10, got {self.eval_samples}")
         registry.check(registry.NETWORKS, self.model, "model")

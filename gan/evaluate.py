@@ -28,9 +28,11 @@ flags.DEFINE_integer("num_samples", None,
                      "all used); default 10,000, or 26,000 for a Stacked MNIST checkpoint "
                      "(PacGAN's protocol). The real floor uses as many training digits.")
 flags.DEFINE_integer("seed", 0, "Seed of the sampling noise.")
-flags.DEFINE_float("truncation", 0.0,
+flags.DEFINE_float("truncation", None,
                    "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
-                   "better-formed digits, less variety); 0 = plain N(0, 1). As gan.sample's.")
+                   "better-formed images, less variety); 0 = plain N(0, 1). Default: the "
+                   "truncation the checkpoint's run samples with (gan.train --truncation; "
+                   "0 if it has none). As gan.sample's.")
 flags.DEFINE_string("json_out", None, "Also write the JSON result to this file (atomically).")
 flags.DEFINE_string("dataset", None,
                     "What the images are meant to be, which picks how they are judged and "
@@ -69,7 +71,7 @@ def main(argv):
         if FLAGS.num_samples is not None and FLAGS.num_samples < eval_lib.MIN_IMAGES:
             raise ValueError(f"--num_samples must be at least {eval_lib.MIN_IMAGES}, "
                              f"got {FLAGS.num_samples}")
-        if not FLAGS.truncation >= 0:
+        if FLAGS.truncation is not None and not FLAGS.truncation >= 0:
             raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
         dataset = eval_lib.resolve_dataset(FLAGS.dataset)  # an unknown one fails here
         if FLAGS.images:
@@ -80,9 +82,10 @@ def main(argv):
             dataset = eval_lib.resolve_dataset(FLAGS.dataset, architecture)
             num = FLAGS.num_samples or datasets.get(dataset).eval_samples
             asked = inference.sampling_labels(architecture, num, FLAGS.seed)
-            pictures = eval_lib.sample_images(generator, num, FLAGS.seed, FLAGS.truncation,
-                                              asked)
-            source = checkpoint_source(architecture, step)
+            truncation = (inference.run_truncation(architecture) if FLAGS.truncation is None
+                          else FLAGS.truncation)
+            pictures = eval_lib.sample_images(generator, num, FLAGS.seed, truncation, asked)
+            source = checkpoint_source(architecture, step, truncation)
             # A --clusters generator is asked for clusters, not classes: nothing to check.
             labels = None if architecture.get("clusters") else asked
         source["dataset"] = dataset
@@ -93,7 +96,8 @@ def main(argv):
         cli.fail(e)
 
     where = (source["images"] if FLAGS.images else
-             f"{source['checkpoint_dir']} (step {source['step']})")
+             f"{source['checkpoint_dir']} (step {source['step']}"
+             + (f", truncation {source['truncation']:g})" if source["truncation"] else ")"))
     print(f"{len(pictures)} samples from {where}, {eval_lib.judged_as(dataset)}:")
     print(eval_lib.format_table(generated, floor, dataset))
     line = json.dumps({**source, "generated": generated, "real_floor": floor})
@@ -101,12 +105,13 @@ def main(argv):
     write_json(line)
 
 
-def checkpoint_source(architecture, step):
+def checkpoint_source(architecture, step, truncation):
     """What the JSON line says of a checkpoint's samples: folder, step, architecture (its
-    cluster_prior left out: up to 1,000 shares the checkpoint holds), seed, truncation."""
-    shown = {k: v for k, v in architecture.items() if k != "cluster_prior"}
+    cluster_prior left out: up to 1,000 shares the checkpoint holds; and the run's
+    truncation, which is not architecture), seed, the truncation they were drawn at."""
+    shown = {k: v for k, v in architecture.items() if k not in ("cluster_prior", "truncation")}
     return {"checkpoint_dir": os.path.abspath(FLAGS.checkpoint_dir), "step": step,
-            "architecture": shown, "seed": FLAGS.seed, "truncation": FLAGS.truncation}
+            "architecture": shown, "seed": FLAGS.seed, "truncation": truncation}
 
 
 def write_json(line):

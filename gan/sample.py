@@ -32,9 +32,11 @@ flags.DEFINE_integer("digit", None,
                      "Class to draw (0-9); only for class-conditional models. An "
                      "unconditional checkpoint (such as --model=mlp) refuses it.")
 flags.DEFINE_integer("seed", 0, "Seed of the noise: the same seed gives the same digits.")
-flags.DEFINE_float("truncation", 0.0,
+flags.DEFINE_float("truncation", None,
                    "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
-                   "better-formed digits, less variety); 0 = plain N(0, 1).")
+                   "better-formed images, less variety); 0 = plain N(0, 1). Default: the "
+                   "truncation the checkpoint's run samples with (gan.train --truncation; "
+                   "0 if it has none).")
 
 
 def check_flags():
@@ -43,7 +45,7 @@ def check_flags():
         raise ValueError(f"--num must be positive, got {FLAGS.num}")
     if FLAGS.cols is not None and FLAGS.cols <= 0:
         raise ValueError(f"--cols must be positive, got {FLAGS.cols}")
-    if not FLAGS.truncation >= 0:
+    if FLAGS.truncation is not None and not FLAGS.truncation >= 0:
         raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
     if FLAGS.digit is not None and not 0 <= FLAGS.digit <= 9:
         raise ValueError(f"--digit must be 0-9, got {FLAGS.digit}")
@@ -89,8 +91,10 @@ def main(argv):
     if FLAGS.digit is not None:
         labels = np.full(FLAGS.num, FLAGS.digit)
 
+    truncation = (inference.run_truncation(architecture) if FLAGS.truncation is None
+                  else FLAGS.truncation)
     noise = inference.sample_noise(FLAGS.num, architecture["noise_dim"], FLAGS.seed,
-                                   FLAGS.truncation)
+                                   truncation)
     samples = inference.generate(generator, noise, labels).numpy()
     try:
         if FLAGS.npy:
@@ -100,7 +104,8 @@ def main(argv):
             images.save_png(images.grid(pixels, cols=FLAGS.cols), out)
     except OSError as e:
         cli.fail(f"--out={out}: {e.strerror or e}")
-    print(f"Wrote {FLAGS.num} images (seed {FLAGS.seed}) from the step-{step} checkpoint "
+    drawn = f"seed {FLAGS.seed}" + (f", truncation {truncation:g}" if truncation else "")
+    print(f"Wrote {FLAGS.num} images ({drawn}) from the step-{step} checkpoint "
           f"in {FLAGS.checkpoint_dir} to {out}.")
 
 

@@ -215,7 +215,9 @@ def file_snapshot(folder):
 
 # The kinds of generator a checkpoint can hold: TrainConfig fields of each.
 GENERATOR_KINDS = {"unconditional": {}, "digits": dict(conditional=True),
-                   "clusters": dict(conditional=True, clusters=4)}
+                   "clusters": dict(conditional=True, clusters=4),
+                   # the original generator of a run that samples at --truncation=0.7
+                   "truncated": dict(truncation=0.7)}
 CLUSTER_PRIOR = [0.1, 0.2, 0.3, 0.4]  # the "clusters" checkpoint's cluster shares
 
 
@@ -244,6 +246,14 @@ def generator_checkpoint(tmp_path_factory):
     unconditional) generator (save_generator_checkpoint)."""
     folder = str(tmp_path_factory.mktemp("generator_checkpoint"))
     return folder, save_generator_checkpoint(folder, "unconditional")
+
+
+@pytest.fixture(scope="session")
+def truncated_checkpoint(tmp_path_factory):
+    """(checkpoint_dir, generator weights) of a step-5 checkpoint of the original generator
+    whose run samples at --truncation=0.7 (save_generator_checkpoint)."""
+    folder = str(tmp_path_factory.mktemp("truncated_checkpoint"))
+    return folder, save_generator_checkpoint(folder, "truncated")
 
 
 @pytest.fixture(scope="session")

@@ -238,7 +238,7 @@ def test_save_checkpoint_raises_a_failed_write_instead_of_saving(state, tmp_path
 
 def test_evaluate_runs_every_n_steps_and_logs_the_figures(state, data_dir):
     writer, monitor, lines = ImmediateWriter(), RecordingMonitor(), []
-    evaluate = actions.Evaluate(2, 200, None, data_dir, writer, monitor, lines.append)
+    evaluate = actions.Evaluate(2, 200, None, 0.0, data_dir, writer, monitor, lines.append)
     assert [evaluate.next_due(step) for step in range(5)] == [2, 2, 4, 4, 6]
     for step in range(1, 5):
         evaluate(step, state, chunk_metrics())
@@ -253,6 +253,11 @@ def test_evaluate_runs_every_n_steps_and_logs_the_figures(state, data_dir):
     assert 0 <= scalars["eval/recall"] <= 1 and scalars["eval/fd"] > 0
     # Always the same noise: the unchanged generator gets the same figures at both steps.
     assert monitor.scalars[1][1] == scalars
+    # At the run's sampling truncation: other noise, so other figures, and the line says so.
+    truncated = actions.Evaluate(2, 200, None, 1.0, data_dir, writer, monitor, lines.append)
+    truncated(2, state, chunk_metrics())
+    assert lines[-1].startswith("eval at epoch 2 (200 samples at truncation 1; [real floor]): ")
+    assert monitor.scalars[-1][1] != scalars
 
 
 # --- StopOnSignal ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 
 import conftest
 from conftest import file_snapshot
+from gan.models import inference
 from gan.training import actions, checkpoints, run as train_lib
 from gan.training import step as step_lib
 from gan.config import TrainConfig
@@ -240,6 +241,15 @@ def test_restore_generator_reads_the_saved_generator(generator_checkpoint):
     assert step == 5
     for restored, saved in zip(generator.get_weights(), weights):
         assert np.array_equal(restored, saved)
+
+
+def test_restore_generator_says_how_the_run_samples(generator_checkpoint, truncated_checkpoint):
+    """A run's sampling --truncation comes back with its architecture (not part of it)."""
+    _, architecture, _ = checkpoints.restore_generator(truncated_checkpoint[0])
+    assert architecture == dict(json.loads(TrainConfig().architecture()), truncation=0.7)
+    assert inference.run_truncation(architecture) == 0.7
+    _, untruncated, _ = checkpoints.restore_generator(generator_checkpoint[0])
+    assert inference.run_truncation(untruncated) == 0.0
 
 
 def test_restore_generator_skips_a_damaged_newest_checkpoint(tmp_path, generator_checkpoint):

@@ -226,6 +226,26 @@ def test_cli_evaluates_a_npy_file_and_writes_json(tmp_path, data_dir, mnist_trai
 
 
 @pytest.mark.slow
+def test_a_run_is_judged_at_its_own_sampling_truncation_unless_told(
+        tmp_path, data_dir, truncated_checkpoint):
+    """A checkpoint of a run with --truncation=0.7: gan.evaluate draws its samples at 0.7
+    (the same figures as asking for 0.7), and --truncation=0 turns it off."""
+    folder, _ = truncated_checkpoint
+    cases = {"run's": [], "asked": ["--truncation=0.7"], "off": ["--truncation=0"]}
+    results = run_cli_cases("gan.evaluate", [
+        [f"--checkpoint_dir={folder}", "--num_samples=200", f"--data_dir={data_dir}",
+         f"--json_out={tmp_path}/{i}.json", *args] for i, args in enumerate(cases.values())])
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    runs, asked, off = (json.loads((tmp_path / f"{i}.json").read_text()) for i in range(3))
+    assert runs["truncation"] == asked["truncation"] == 0.7 and off["truncation"] == 0.0
+    assert runs["generated"] == asked["generated"]
+    assert off["generated"]["fd"] != runs["generated"]["fd"]
+    assert "truncation" not in runs["architecture"]  # how it is sampled, not what it is
+    assert "(step 5, truncation 0.7)" in results[0].stdout
+
+
+@pytest.mark.slow
 def test_cli_refuses_bad_requests_clearly_before_evaluating(tmp_path, mnist_train):
     """An empty checkpoint folder, a negative truncation (before any sampling), a missing
     images file, an unknown --dataset, and a Fashion-MNIST generator asked to be judged as

@@ -90,6 +90,21 @@ def test_the_signatures_serve_what_export_documents(exported, kind):
         inference.sampling_labels(architecture, 12, 3)))
 
 
+def test_an_export_samples_at_the_runs_truncation(tmp_path, truncated_checkpoint):
+    """The `sample` signature draws what `python -m gan.sample` draws: for a run with a
+    sampling --truncation, the truncated noise."""
+    folder, weights = truncated_checkpoint
+    generator, architecture, _ = checkpoints.restore_generator(folder)
+    assert inference.run_truncation(architecture) == 0.7
+    inference.export_saved_model(generator, architecture, str(tmp_path / "model"))
+    model = tf.saved_model.load(str(tmp_path / "model"))
+    sampled = model.sample(num=tf.constant(12), seed=tf.constant(3))["images"].numpy()
+    assert_close_pixels(sampled, expected_pixels(generator, inference.sample_noise(12, 100, 3,
+                                                                                   0.7)))
+    untruncated = expected_pixels(generator, inference.sample_noise(12, 100, 3))
+    assert np.abs(sampled.astype(int) - untruncated.astype(int)).max() > 1
+
+
 def test_a_clusters_export_samples_cluster_ids_in_the_stored_shares(exported):
     model_dir, generator, architecture = exported["clusters"]
     assert architecture["cluster_prior"] == pytest.approx(CLUSTER_PRIOR)

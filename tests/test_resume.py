@@ -56,6 +56,18 @@ def test_hyperparameters_apply_from_the_resumed_step_and_are_logged():
     assert check({}, dict(gp_weight=5.0, ema_decay=0.99)) == ([], [])
 
 
+def test_the_sampling_truncation_is_recorded_and_a_change_applies_with_a_note():
+    """--truncation says how the generator is sampled, not what is trained: recorded for
+    gan.evaluate and gan.sample, and a resumed run may change it."""
+    assert json.loads(resume.record(TrainConfig(truncation=1.5)))["run"]["truncation"] == 1.5
+    assert check({}, {"truncation": 1.9}) == ([], ["--truncation=1.9 replaces the checkpoint's 0."])
+    assert check({"truncation": 1.9}, {}) == ([], ["--truncation=0 replaces the checkpoint's 1.9."])
+    # a checkpoint made before the setting existed: unknown, accepted
+    old = json.loads(resume.record(TrainConfig()))
+    del old["run"]["truncation"]
+    assert resume.check(json.dumps(old), resume.record(TrainConfig(truncation=1.9))) == ([], [])
+
+
 @pytest.mark.parametrize("old, new, note", [
     ({}, {"xla": False}, "drew its noise with XLA, this one with plain TensorFlow"),
     ({}, {"strategy": "mirrored"}, "drew its noise with XLA, this one with plain TensorFlow"),

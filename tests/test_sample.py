@@ -63,6 +63,33 @@ def test_npy_is_repeatable_with_a_seed(tmp_path, sampled, generator_checkpoint):
     np.testing.assert_allclose(a, expected_images(weights, 7, 3), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def sampled_truncated_run(tmp_path_factory, truncated_checkpoint):
+    """(output folder, {request: result}): a checkpoint of a run that samples at
+    --truncation=0.7, sampled as the run says and with --truncation=0."""
+    folder, _ = truncated_checkpoint
+    tmp = tmp_path_factory.mktemp("sampled_truncated_run")
+    requests = {"run's": [], "off": ["--truncation=0"]}
+    argvs = [[f"--checkpoint_dir={folder}", "--num=7", "--npy", "--seed=3",
+              f"--out={tmp}/{i}.npy", *args] for i, args in enumerate(requests.values())]
+    return tmp, dict(zip(requests, run_cli_cases("gan.sample", argvs)))
+
+
+@pytest.mark.slow
+def test_a_run_is_sampled_at_its_own_truncation_unless_told(sampled_truncated_run,
+                                                            truncated_checkpoint):
+    _, weights = truncated_checkpoint
+    tmp, results = sampled_truncated_run
+    for result in results.values():
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "(seed 3, truncation 0.7)" in results["run's"].stdout
+    np.testing.assert_allclose(np.load(tmp / "0.npy"), expected_images(weights, 7, 3, 0.7),
+                               atol=1e-5)
+    assert "(seed 3)" in results["off"].stdout
+    np.testing.assert_allclose(np.load(tmp / "1.npy"), expected_images(weights, 7, 3),
+                               atol=1e-5)
+
+
 @pytest.mark.slow
 def test_truncation_samples_the_truncated_noise(sampled, generator_checkpoint):
     _, weights = generator_checkpoint

@@ -409,13 +409,16 @@ SHORT_NAMES = {"fd": "fd", "kid": "kid", "classifier_score": "score", "modes_cov
                "class_kl": "class_kl", "precision": "precision", "recall": "recall"}
 
 
-def training_eval(generator, step, num_samples, data_dir=None, labels=None, dataset="mnist"):
+def training_eval(generator, step, num_samples, data_dir=None, labels=None, dataset="mnist",
+                  truncation=0.0):
     """What training records every --eval_every steps: evaluate's figures of num_samples
-    samples (always from the same noise, so they compare across steps), judged as images of
-    `dataset` (the run's --dataset). Returns (scalars named eval/<figure> for TensorBoard
-    and the history, the log line with the real floor in brackets)."""
-    images = sample_images(generator, num_samples, labels=labels)
+    samples (always from the same noise, so they compare across steps; at the run's
+    sampling `truncation`), judged as images of `dataset` (the run's --dataset). Returns
+    (scalars named eval/<figure> for TensorBoard and the history, the log line with the real
+    floor in brackets)."""
+    images = sample_images(generator, num_samples, truncation=truncation, labels=labels)
     # Judged as unconditional samples (no label_accuracy): a --clusters run's labels are
     # clusters, not classes.
     scalars, line = summary(*evaluate(images, dataset, data_dir), dataset)
-    return scalars, f"eval at epoch {step} ({num_samples} samples; [real floor]): {line}"
+    drawn = f"{num_samples} samples" + (f" at truncation {truncation:g}" if truncation else "")
+    return scalars, f"eval at epoch {step} ({drawn}; [real floor]): {line}"

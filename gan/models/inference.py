@@ -39,6 +39,13 @@ def sample_noise(num, noise_dim, seed, truncation=0.0):
     return tf.cast(tf.clip_by_value(z, -truncation, truncation), tf.float32)
 
 
+def run_truncation(architecture):
+    """The sampling truncation a checkpoint's run recorded (gan.train --truncation; the
+    architecture dict of checkpoints.restore_generator): what gan.evaluate, gan.sample and
+    an export's `sample` signature draw the noise with unless told otherwise. 0 = off."""
+    return float(architecture.get("truncation", 0.0))
+
+
 def sampling_labels(architecture, num, seed=0):
     """The labels int32 [num] a checkpoint's generator is sampled with (architecture: the
     dict of checkpoints.restore_generator): None for an unconditional one; digits 0, 1, ...,
@@ -134,7 +141,8 @@ class GeneratorModule(tf.Module):
                          0..num_classes-1; other values, or N rows of noise but not of
                          labels, raise InvalidArgumentError.
       sample(num int32 [], seed int32 []) -> {"images": uint8 [num, 28, 28]}: the digits of
-          `python -m gan.sample --num=num --seed=seed`: noise sample_noise(num, Z, seed), and
+          `python -m gan.sample --num=num --seed=seed`: noise sample_noise(num, Z, seed) at
+          the run's sampling truncation (run_truncation), and
           for a conditional generator the labels of sampling_labels (digits 0, 1, ..., 9,
           0, ...; cluster ids drawn with the clusters' sizes for a --clusters run).
     """
@@ -154,6 +162,7 @@ class GeneratorModule(tf.Module):
                                         trainable=False, name="architecture")
         noise_spec = tf.TensorSpec([None, noise_dim], tf.float32, "noise")
         rule = label_rule(architecture)
+        truncation = run_truncation(architecture)
 
         if classes:
             @tf.function(input_signature=[noise_spec, tf.TensorSpec([None], tf.int32, "labels")])
@@ -169,14 +178,14 @@ class GeneratorModule(tf.Module):
                 return {"images": to_uint8(images)}
 
             def inputs(num, seed):
-                return sample_noise(num, noise_dim, seed), rule(num, seed)
+                return sample_noise(num, noise_dim, seed, truncation), rule(num, seed)
         else:
             @tf.function(input_signature=[noise_spec])
             def generate(noise):
                 return {"images": to_uint8(models.call(self.generator, noise))}
 
             def inputs(num, seed):
-                return (sample_noise(num, noise_dim, seed),)
+                return (sample_noise(num, noise_dim, seed, truncation),)
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.int32, "num"),
                                       tf.TensorSpec([], tf.int32, "seed")])

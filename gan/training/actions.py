@@ -138,11 +138,14 @@ def state_is_finite(state):
 
 
 class Evaluate(Action):
-    """Every `every` steps: the metrics of gan.evaluate on `num_samples` samples, logged with
-    the real floor and written to the history and TensorBoard."""
+    """Every `every` steps: the metrics of gan.evaluate on `num_samples` samples (drawn at
+    the run's sampling `truncation`), logged with the real floor and written to the history
+    and TensorBoard."""
 
-    def __init__(self, every, num_samples, labels, data_dir, writer, run_monitor, log):
+    def __init__(self, every, num_samples, labels, truncation, data_dir, writer, run_monitor,
+                 log):
         self.every, self.num_samples, self.labels = every, num_samples, labels
+        self.truncation = truncation
         self.data_dir, self.writer, self.run_monitor, self.log = data_dir, writer, run_monitor, log
 
     def next_due(self, step):
@@ -155,7 +158,7 @@ class Evaluate(Action):
         dataset = eval_lib.checkpoint_dataset(json.loads(state.architecture.numpy()))
         scalars, line = eval_lib.training_eval(step_lib.sampling_generator(state), step,
                                                self.num_samples, self.data_dir, self.labels,
-                                               dataset)
+                                               dataset, self.truncation)
         self.log(line)
         self.writer.submit(self.run_monitor.write_scalars, step, scalars)
 

@@ -220,7 +220,9 @@ def restore_generator(checkpoint_dir, attempts=5):
     """(generator, architecture dict, step) from the newest usable checkpoint in
     `checkpoint_dir`, reading only the generator's weights (the EMA ones for a run trained
     with --ema); a damaged newest one is skipped. For a --clusters run the architecture
-    also holds "cluster_prior", the clusters' shares of the training images.
+    also holds "cluster_prior", the clusters' shares of the training images, and for a run
+    with a sampling --truncation "truncation" (inference.run_truncation reads it): how the
+    generator is to be sampled.
 
     Takes no lock: it may read the folder of a run that is training. If every checkpoint
     it found failed and the folder then holds other ones (the run saved new ones and
@@ -270,4 +272,7 @@ def _read_generator(prefix):
     read_parts(prefix, **parts)
     if "cluster_prior" in parts:
         architecture["cluster_prior"] = parts["cluster_prior"].numpy().tolist()
+    truncation = json.loads(saved).get(resume.RUN_KEY, {}).get("truncation")
+    if truncation:
+        architecture["truncation"] = truncation
     return generator, architecture, int(parts["step"].numpy())

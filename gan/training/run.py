@@ -143,8 +143,8 @@ def _train(config, strategy, save_to, log):
         if config.eval_every:
             actions.append(actions_lib.Evaluate(
                 config.eval_every, config.eval_samples,
-                asked_labels(config, state, config.eval_samples), config.data_dir, writer,
-                run_monitor, log))
+                asked_labels(config, state, config.eval_samples), config.truncation,
+                config.data_dir, writer, run_monitor, log))
         actions.append(actions_lib.StopOnSignal(interrupt, checkpoint, config.epochs))
         step, t0 = start, time.time()
         while step < config.epochs:
