@@ -5,7 +5,8 @@ Samples --num_samples images from the newest checkpoint's generator (or reads --
 (--dataset, gan.datasets) and prints a table, beside the same figures for as many real
 training images (the floor), then one JSON line. Logic in gan.evaluation.evaluator.evaluate: MNIST
 digits or Fashion-MNIST clothes by their dataset's classifier against its test split; Stacked
-MNIST by the modes covered (of 1,000 digit triples) and KL(samples || uniform).
+MNIST by the modes covered (of 1,000 digit triples) and KL(samples || uniform). A run
+trained with --truncation=t is sampled at t unless --truncation says otherwise (0 = off).
 """
 
 import json

@@ -5,7 +5,8 @@
 writes a grid of --num generated digits (10 x 10 here; 28x28 pixels each, 2 pixels apart)
 from the newest checkpoint in --checkpoint_dir. With --npy it writes the raw float32 array
 [num, 28, 28] in [0, 1] instead ([num, 28, 28, 3] for a Stacked MNIST generator;
---out=samples.npy). The same --seed gives the same digits.
+--out=samples.npy). The same --seed gives the same digits. A run trained with
+--truncation=t is sampled at t unless --truncation says otherwise (0 = off).
 """
 
 import os
