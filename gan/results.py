@@ -408,7 +408,9 @@ def readme_tables(root):
         kind = "modes" if "kl" in these[0]["summary"]["figures"] else "classes"
         names = [c for c in COLUMNS if c[0] in README_COLUMNS[kind]]
         floor = these[0]["cells"][0]["real_floor"]
-        n_seeds = max(len(r["summary"]["seeds"]) for r in these)
+        # the seeds the studies planned, also where a study has not trained them all yet
+        n_seeds = max(len(r["summary"]["seeds"]) + len(r["summary"].get("missing_seeds", []))
+                      for r in these)
         lines += [f"{DATASET_TITLES.get(dataset, dataset)}, mean ± std over {n_seeds} "
                   "training seeds:", "",
                   "| command | minutes | " + " | ".join(

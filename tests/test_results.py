@@ -167,6 +167,18 @@ def test_readme_block_is_replaced_and_check_finds_stale_pages(root):
     assert result.returncode == 1 and "RESULTS.md" in result.stderr
 
 
+def test_a_study_still_running_alone_on_its_dataset_says_its_seeds(root):
+    """The only Fashion-MNIST recipe has one of its three seeds: the heading counts the
+    seeds its study plans, and the row says which it shows."""
+    make_study(root, "clothes", ["clothes"], dataset="fashion_mnist", seeds=[0, 1, 2],
+               figures={"clothes": {0: {"fd": 1.5, "precision": 0.8, "recall": 0.6}}})
+    assert run_cli("gan.results", f"--root={root}").returncode == 0
+    readme = (root / "README.md").read_text()
+    assert "Fashion-MNIST, mean ± std over 3 training seeds:" in readme
+    assert "`python -m gan.train --flagfile=experiments/clothes.flags` (seeds so far: 0) | " \
+        in readme
+
+
 def test_notes_follow_their_study(root):
     (root / "experiments" / "studies" / "good" / "notes.md").write_text("Tried X: worse.\n")
     (root / "experiments" / "studies" / "notes.md").write_text("### Retired\n\nold: beaten.\n")
