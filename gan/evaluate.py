@@ -83,8 +83,7 @@ def main(argv):
             dataset = eval_lib.resolve_dataset(FLAGS.dataset, architecture)
             num = FLAGS.num_samples or datasets.get(dataset).eval_samples
             asked = inference.sampling_labels(architecture, num, FLAGS.seed)
-            truncation = (inference.run_truncation(architecture) if FLAGS.truncation is None
-                          else FLAGS.truncation)
+            truncation = inference.run_truncation(architecture, FLAGS.truncation)
             pictures = eval_lib.sample_images(generator, num, FLAGS.seed, truncation, asked)
             source = checkpoint_source(architecture, step, truncation)
             # A --clusters generator is asked for clusters, not classes: nothing to check.

@@ -92,8 +92,7 @@ def main(argv):
     if FLAGS.digit is not None:
         labels = np.full(FLAGS.num, FLAGS.digit)
 
-    truncation = (inference.run_truncation(architecture) if FLAGS.truncation is None
-                  else FLAGS.truncation)
+    truncation = inference.run_truncation(architecture, FLAGS.truncation)
     noise = inference.sample_noise(FLAGS.num, architecture["noise_dim"], FLAGS.seed,
                                    truncation)
     samples = inference.generate(generator, noise, labels).numpy()

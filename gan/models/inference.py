@@ -39,11 +39,12 @@ def sample_noise(num, noise_dim, seed, truncation=0.0):
     return tf.cast(tf.clip_by_value(z, -truncation, truncation), tf.float32)
 
 
-def run_truncation(architecture):
-    """The sampling truncation a checkpoint's run recorded (gan.train --truncation; the
-    architecture dict of checkpoints.restore_generator): what gan.evaluate, gan.sample and
-    an export's `sample` signature draw the noise with unless told otherwise. 0 = off."""
-    return float(architecture.get("truncation", 0.0))
+def run_truncation(architecture, asked=None):
+    """The truncation to sample a checkpoint's generator at: `asked` (a --truncation given
+    by hand), else the one its run recorded (gan.train --truncation; the architecture dict
+    of checkpoints.restore_generator), as gan.evaluate, gan.sample and an export's `sample`
+    signature draw the noise. 0 = off."""
+    return float(architecture.get("truncation", 0.0) if asked is None else asked)
 
 
 def sampling_labels(architecture, num, seed=0):
