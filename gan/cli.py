@@ -48,6 +48,21 @@ def _refusing_usage_errors(main):
     return wrapped
 
 
+def define_truncation_flag(module_name):
+    """The --truncation flag of the commands that sample a checkpoint's generator
+    (gan.evaluate, gan.sample), filed under `module_name` for its --help. Default None: the
+    truncation the checkpoint's run recorded (models.inference.run_truncation). A negative
+    or NaN value is refused while the flags are parsed: one `error:` line, exit 2."""
+    flags.DEFINE_float(
+        "truncation", None,
+        "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
+        "better-formed images, less variety); 0 = plain N(0, 1). Default: the truncation "
+        "the checkpoint's run samples with (gan.train --truncation; 0 if it has none).",
+        module_name=module_name)
+    flags.register_validator("truncation", lambda t: t is None or t >= 0,  # NaN fails too
+                             message="must be >= 0 (0 = off)")
+
+
 def fail(message, exit_code=2):
     """Ends a command on bad input: `error: <message>` on stderr, then exit `exit_code`."""
     print(f"error: {message}", file=sys.stderr)

@@ -29,11 +29,7 @@ flags.DEFINE_integer("num_samples", None,
                      "all used); default 10,000, or 26,000 for a Stacked MNIST checkpoint "
                      "(PacGAN's protocol). The real floor uses as many training digits.")
 flags.DEFINE_integer("seed", 0, "Seed of the sampling noise.")
-flags.DEFINE_float("truncation", None,
-                   "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
-                   "better-formed images, less variety); 0 = plain N(0, 1). Default: the "
-                   "truncation the checkpoint's run samples with (gan.train --truncation; "
-                   "0 if it has none). As gan.sample's.")
+cli.define_truncation_flag(__name__)
 flags.DEFINE_string("json_out", None, "Also write the JSON result to this file (atomically).")
 flags.DEFINE_string("dataset", None,
                     "What the images are meant to be, which picks how they are judged and "
@@ -72,8 +68,6 @@ def main(argv):
         if FLAGS.num_samples is not None and FLAGS.num_samples < eval_lib.MIN_IMAGES:
             raise ValueError(f"--num_samples must be at least {eval_lib.MIN_IMAGES}, "
                              f"got {FLAGS.num_samples}")
-        if FLAGS.truncation is not None and not FLAGS.truncation >= 0:
-            raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
         dataset = eval_lib.resolve_dataset(FLAGS.dataset)  # an unknown one fails here
         if FLAGS.images:
             pictures = eval_lib.load_images(FLAGS.images, dataset)

@@ -33,11 +33,7 @@ flags.DEFINE_integer("digit", None,
                      "Class to draw (0-9); only for class-conditional models. An "
                      "unconditional checkpoint (such as --model=mlp) refuses it.")
 flags.DEFINE_integer("seed", 0, "Seed of the noise: the same seed gives the same digits.")
-flags.DEFINE_float("truncation", None,
-                   "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
-                   "better-formed images, less variety); 0 = plain N(0, 1). Default: the "
-                   "truncation the checkpoint's run samples with (gan.train --truncation; "
-                   "0 if it has none).")
+cli.define_truncation_flag(__name__)
 
 
 def check_flags():
@@ -46,8 +42,6 @@ def check_flags():
         raise ValueError(f"--num must be positive, got {FLAGS.num}")
     if FLAGS.cols is not None and FLAGS.cols <= 0:
         raise ValueError(f"--cols must be positive, got {FLAGS.cols}")
-    if FLAGS.truncation is not None and not FLAGS.truncation >= 0:
-        raise ValueError(f"--truncation must be >= 0 (0 = off), got {FLAGS.truncation}")
     if FLAGS.digit is not None and not 0 <= FLAGS.digit <= 9:
         raise ValueError(f"--digit must be 0-9, got {FLAGS.digit}")
     out = FLAGS.out or ("samples.npy" if FLAGS.npy else "samples.png")

@@ -141,10 +141,12 @@ def run_cli(module, *args, env=None, timeout=600):
 
 
 # Runs the `main` of a command module once per argv list, in one process: flags parsed as
-# `python -m module argv...` would parse them, SystemExit's code and the output kept.
+# `python -m module argv...` would parse them (cli.parse_flags: a refused flag value exits 2),
+# SystemExit's code and the output kept.
 _CASES = """
 import contextlib, importlib, io, json, sys
 from absl import flags
+from gan import cli
 module = importlib.import_module(sys.argv[1])
 results = []
 for argv in json.loads(sys.argv[2]):
@@ -152,7 +154,7 @@ for argv in json.loads(sys.argv[2]):
     out, err, code = io.StringIO(), io.StringIO(), 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            module.main(flags.FLAGS([sys.argv[1], *argv]))
+            module.main(cli.parse_flags([sys.argv[1], *argv]))
         except SystemExit as e:
             code = e.code
     results.append({"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
@@ -163,9 +165,9 @@ print("\\n@@cases@@" + json.dumps(results))
 def run_cli_cases(module, cases, timeout=300):
     """Like run_cli(module, *argv) for each argv (a list of strings) in `cases`, but all in one
     process, which starts (and imports TensorFlow) once: the module's main is called with its
-    flags parsed from argv, not through absl's app.run (run_cli covers that). Returns one
-    object per case with returncode (0 when main returns, else its SystemExit's code, e.g.
-    2 from cli.fail), stdout and stderr."""
+    flags parsed from argv by cli.parse_flags, not through absl's app.run (run_cli covers
+    that). Returns one object per case with returncode (0 when main returns, else its
+    SystemExit's code, e.g. 2 from cli.fail), stdout and stderr."""
     import types
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -104,7 +104,8 @@ BAD_REQUESTS = [
     (["--digit=7"], "--digit=7: the checkpoint in"),
     (["--num=0"], "--num must be positive"),
     (["--npy", "--out={tmp}/x.png"], "--out={tmp}/x.png"),
-    (["--truncation=-1"], "--truncation must be >= 0"),
+    (["--truncation=-1"], "flag --truncation=-1.0: must be >= 0 (0 = off)"),
+    (["--truncation=nan"], "flag --truncation=nan: must be >= 0 (0 = off)"),
     (["--digit=12"], "--digit must be 0-9, got 12"),
     (["--cols=0"], "--cols must be positive"),
 ]
