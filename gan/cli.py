@@ -53,6 +53,8 @@ def define_truncation_flag(module_name):
     (gan.evaluate, gan.sample), filed under `module_name` for its --help. Default None: the
     truncation the checkpoint's run recorded (models.inference.run_truncation). A negative
     or NaN value is refused while the flags are parsed: one `error:` line, exit 2."""
+    if module_name == "__main__":  # absl files the flags of `python -m gan.<cmd>` under argv[0]
+        module_name = sys.argv[0]
     flags.DEFINE_float(
         "truncation", None,
         "Sample the noise from N(0, 1) truncated to [-t, t] (the truncation trick: "
