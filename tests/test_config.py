@@ -23,7 +23,7 @@ RECORDS = {
                 'num_images': 10, 'seed': 0, 'truncation': 0.0, 'xla': True},
         'spectral_norm': False},
     "best_unconditional": {
-        'clusters': 100, 'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce',
+        'clusters': 300, 'conditional': True, 'dataset': 'mnist', 'ema': True, 'loss': 'bce',
         'minibatch_std': True, 'model': 'mlp_large', 'noise_dim': 100,
         'run': {'batch_size': 64, 'beta_1': 0.5, 'beta_2': 0.999, 'd_steps': 1, 'diversity': 0.3,
                 'ema_decay': 0.999, 'num_images': 10, 'seed': 0, 'truncation': 0.0, 'xla': True},
